@@ -1,0 +1,4 @@
+//! storgate: one FUSE file system merging local directories and S3 buckets,
+//! with workflows fired by file-system events and cron-scheduled batch scans.
+
+pub mod config;

@@ -1,0 +1,4 @@
+//! The `storgate` command line.
+fn main() {
+    println!("storgate");
+}
