@@ -67,8 +67,8 @@ section "dependencies"
 ensure_rust
 ensure_rust_components
 # fuse3 (fusermount3) to mount; rsync and inotify-tools: tests drive the mount
-# with them; pkg-config and curl: builds and webhook tests; the linter
-# shellcheck for the shell scripts.
+# with them; pkg-config and curl: builds and webhook tests; the shell linter
+# for scripts/ and packaging/.
 ensure_packages fuse3 rsync inotify-tools pkg-config curl shellcheck
 ensure_python_pip
 
