@@ -83,7 +83,7 @@ cleanup_test_mounts >/dev/null || true
 
 # --- 2. lint ------------------------------------------------------------------
 if [ "${SKIP_LINT:-0}" != 1 ]; then
-  step fmt cargo fmt --all -- --check
+  step fmt cargo fmt --all -- --check --color never
   step clippy cargo clippy --locked --all-targets -- -D warnings
   step shellcheck shellcheck -x scripts/*.sh packaging/mount.storgate .ci/run
 fi
