@@ -51,7 +51,8 @@ BARE=$WORK/bare
 ORIGIN=$WORK/origin
 MNT=$WORK/mnt
 CONFIG=$WORK/bench.json
-LOG=$WORK/storgate.log
+ERR=$WORK/mount-stderr.log # what `storgate mount` printed
+LOG=$WORK/state/storgate.log # the daemon's log (stateDir/storgate.log)
 
 cleanup() {
   unmount_quietly "$MNT"
@@ -150,8 +151,8 @@ cat >"$CONFIG" <<EOF
 }
 EOF
 "$BIN" check --config "$CONFIG" >/dev/null
-STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$CONFIG" --bucket bench "$MNT" 2>"$LOG" ||
-  die "storgate mount failed: $(tail -n 5 "$LOG")"
+STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$CONFIG" --bucket bench "$MNT" 2>"$ERR" ||
+  die "storgate mount failed: $(cat "$ERR"; tail -n 5 "$LOG" 2>/dev/null)"
 mountpoint -q "$MNT" || die "$MNT is not a mount point"
 ok "mounted $ORIGIN at $MNT (bucket 'bench', --bucket)"
 [ "$(find "$MNT/tree" | wc -l)" = "$entries" ] || die "the mount does not show the tree fixture"

@@ -17,7 +17,8 @@ DEMO=/srv/storgate-demo # must match mount-configs/local-merge.json
 CONFIG=$REPO_ROOT/mount-configs/local-merge.json
 BIN=$TARGET_DIR/release/storgate
 SITE=$MNT/site # the bucket "site" appears as a directory of the mount
-LOG=$DEMO/state/demo-mount.log
+ERR=$DEMO/mount-stderr.log # what `storgate mount` printed
+LOG=$DEMO/state/storgate.log # the daemon's own log (stateDir/storgate.log)
 
 [ "$(id -u)" -eq 0 ] || die "run the demo as root (it writes $DEMO and mounts $MNT)"
 
@@ -42,10 +43,13 @@ where() {
 on_error() {
   local rc=$? line=$1
   printf '\n%sdemo failed (line %s, exit %s).%s\n' "$_R" "$line" "$rc" "$_N" >&2
-  if [ -s "$LOG" ]; then
-    echo "storgate's log ($LOG):" >&2
-    tail -n 30 "$LOG" | sed 's/^/    /' >&2
-  fi
+  local f
+  for f in "$ERR" "$LOG"; do
+    if [ -s "$f" ]; then
+      echo "$f:" >&2
+      tail -n 30 "$f" | sed 's/^/    /' >&2
+    fi
+  done
   if mountpoint -q "$MNT" 2>/dev/null; then
     echo "The mount is left up for a look; unmount it with: fusermount3 -u $MNT" >&2
   fi
@@ -69,7 +73,7 @@ if mountpoint -q "$MNT" 2>/dev/null || grep -qs " $MNT fuse" /proc/mounts; then
   unmount_quietly "$MNT"
   wait_unmounted "$MNT" 20 || die "could not unmount the old demo mount at $MNT"
 fi
-rm -rf "${DEMO:?}/share" "${DEMO:?}/local" "${DEMO:?}/private" "${DEMO:?}/state"
+rm -rf "${DEMO:?}/share" "${DEMO:?}/local" "${DEMO:?}/private" "${DEMO:?}/state" "$ERR"
 mkdir -p "$DEMO"/{share/img,local/img,local/notes,private,state} "$MNT"
 echo '<h1>storgate demo</h1>' >"$DEMO/share/index.html"
 echo 'logo (in share)' >"$DEMO/share/img/logo.txt"
@@ -88,7 +92,7 @@ run "$BIN" check --config "$CONFIG"
 # --- 4 ------------------------------------------------------------------------
 section "4. mount it at $MNT"
 printf '%s$ %s%s\n' "$_B" "storgate mount --config $CONFIG $MNT" "$_N"
-if ! STORGATE_LOG=${STORGATE_LOG:-info} "$BIN" mount --config "$CONFIG" "$MNT" 2>"$LOG"; then
+if ! STORGATE_LOG=${STORGATE_LOG:-info} "$BIN" mount --config "$CONFIG" "$MNT" 2>"$ERR"; then
   false # -> on_error prints the log
 fi
 mountpoint -q "$MNT" || die "storgate mount returned but $MNT is not a mount point"
@@ -152,5 +156,5 @@ info "      this step will show a workflow firing once they land."
 # --- done ---------------------------------------------------------------------
 section "done"
 ok "storgate is mounted at $MNT (bucket 'site' at $SITE), origins in $DEMO"
-info "daemon log (if it logs to stderr): $LOG"
+info "daemon log: $LOG"
 info "unmount with:  fusermount3 -u $MNT"
