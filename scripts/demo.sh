@@ -96,7 +96,7 @@ if ! STORGATE_LOG=${STORGATE_LOG:-info} "$BIN" mount --config "$CONFIG" "$MNT" 2
   false # -> on_error prints the log
 fi
 mountpoint -q "$MNT" || die "storgate mount returned but $MNT is not a mount point"
-run grep " $MNT " /proc/mounts
+run findmnt "$MNT"
 ok "mounted; the bucket 'site' is $SITE"
 
 # --- 5 ------------------------------------------------------------------------
@@ -124,12 +124,12 @@ echo 'body { margin: 0 }' >"$SRC/upload/css/site.css"
 echo 'console.log("hi")' >"$SRC/upload/js/app.js"
 echo '<p>uploaded with rsync</p>' >"$SRC/upload/page.html"
 touch -d '2024-01-02 03:04:05' "$SRC/upload/css/site.css" "$SRC/upload/js/app.js" "$SRC/upload/page.html"
-run rsync -a --stats "$SRC/upload/" "$SITE/upload/"
+run rsync -a --itemize-changes "$SRC/upload/" "$SITE/upload/"
 where /upload/css/site.css
 run ls -l --time-style=long-iso "$SITE/upload/css/site.css"
 info "a second rsync -a finds nothing to transfer (times and sizes were kept):"
-run rsync -ai "$SRC/upload/" "$SITE/upload/"
-changes=$(rsync -ai "$SRC/upload/" "$SITE/upload/")
+printf '%s$ %s%s\n' "$_B" "rsync -a --itemize-changes $SRC/upload/ $SITE/upload/" "$_N"
+changes=$(rsync -a --itemize-changes "$SRC/upload/" "$SITE/upload/")
 [ -z "$changes" ] || { warn "second rsync still sees changes:"; echo "$changes"; }
 [ -z "$changes" ] && ok "second rsync transferred nothing"
 rm -rf "$SRC"
