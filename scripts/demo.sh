@@ -6,7 +6,7 @@
 # It creates /srv/storgate-demo/{share,local,private} afresh on every run,
 # unmounts an earlier demo mount first, and leaves the new mount up at the end.
 # STORGATE_DEMO_MNT overrides the mount point.
-set -euo pipefail
+set -Eeuo pipefail
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
