@@ -11,6 +11,8 @@ pub mod handles;
 pub mod inodes;
 mod io;
 mod namespace;
+#[cfg(test)]
+mod tests;
 pub mod watch;
 mod xattr;
 
@@ -176,6 +178,11 @@ impl Core {
     pub(crate) fn child_path(&self, parent: Ino, name: &OsStr) -> FsResult<(usize, Vec<OsString>)> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
+        }
+        // The kernel resolves `.`/`..` and never sends `/`; refuse them
+        // anyway so no name can climb out of an origin.
+        if name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
+            return Err(Errno::EINVAL);
         }
         match self.target(parent)? {
             Target::MountRoot => Err(Errno::EACCES),
