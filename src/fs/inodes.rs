@@ -127,10 +127,10 @@ impl InodeTable {
 
     /// Forgets that `id` is known (its node's path no longer leads to it).
     pub fn drop_identity(&mut self, id: &Identity) {
-        if let Some(ino) = self.identities.remove(id) {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.identity = None;
-            }
+        if let Some(ino) = self.identities.remove(id)
+            && let Some(node) = self.nodes.get_mut(&ino)
+        {
+            node.identity = None;
         }
     }
 
@@ -139,11 +139,11 @@ impl InodeTable {
         if self.identities.contains_key(&id) {
             return;
         }
-        if let Some(node) = self.nodes.get_mut(&ino) {
-            if node.identity.is_none() {
-                node.identity = Some(id);
-                self.identities.insert(id, ino);
-            }
+        if let Some(node) = self.nodes.get_mut(&ino)
+            && node.identity.is_none()
+        {
+            node.identity = Some(id);
+            self.identities.insert(id, ino);
         }
     }
 
@@ -226,10 +226,8 @@ impl InodeTable {
     }
 
     fn counted(&mut self, ino: Ino, lookup: bool) -> Ino {
-        if lookup {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.lookups += 1;
-            }
+        if lookup && let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups += 1;
         }
         ino
     }
@@ -349,12 +347,11 @@ impl InodeTable {
             }
             None => false,
         };
-        if remove {
-            if let Some(node) = self.nodes.remove(&ino) {
-                if let Some(id) = node.identity {
-                    self.identities.remove(&id);
-                }
-            }
+        if remove
+            && let Some(node) = self.nodes.remove(&ino)
+            && let Some(id) = node.identity
+        {
+            self.identities.remove(&id);
         }
     }
 

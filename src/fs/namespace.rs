@@ -269,10 +269,10 @@ impl Core {
         let origin = self.origin(bucket, mount);
         origin.link(&rel, &rel2)?;
         // The new name is one more link of the source's node.
-        if let Ok(st) = origin.lstat(&rel) {
-            if let Some(id) = self.link_identity(bucket, mount, &st) {
-                self.inodes_write().set_identity(ino, id);
-            }
+        if let Ok(st) = origin.lstat(&rel)
+            && let Some(id) = self.link_identity(bucket, mount, &st)
+        {
+            self.inodes_write().set_identity(ino, id);
         }
         self.finish_new(new_parent, new_name, bucket, mount, &rel2)
     }
