@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
 use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use super::model::{
     AgeStamp, CursorPolicy, FileType, Secret, SrcOpKind, Timing, Traverse, WhenExist,
@@ -25,11 +26,17 @@ pub(crate) struct Problem {
     pub message: String,
 }
 
-/// A value deserialized on its own: `value` is `None` when it had errors
-/// other than unknown keys.
+/// A value deserialized on its own. Unknown keys are reported and removed;
+/// a key whose value has the wrong type is reported and removed too, and the
+/// rest is deserialized again, so that siblings are still checked. `value` is
+/// `None` when the object still cannot be read (a required key is missing or
+/// wrong, or the value is not an object at all).
 pub(crate) struct Checked<T> {
     pub value: Option<T>,
     pub problems: Vec<Problem>,
+    /// Known keys removed because their value was wrong: validation must not
+    /// call them missing, nor trust lists that lost them.
+    pub dropped: Vec<String>,
 }
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Checked<T> {
@@ -55,18 +62,49 @@ impl<T: DeserializeOwned> Checked<T> {
                 });
             }
         }
-        let value = match serde_path_to_error::deserialize::<_, T>(v) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let path = e.path().to_string();
+        let mut dropped: Vec<String> = Vec::new();
+        // Each round removes one key, so this ends.
+        let value = loop {
+            let e = match serde_path_to_error::deserialize::<_, T>(&v) {
+                Ok(t) => break Some(t),
+                Err(e) => e,
+            };
+            let message = clean_message(&e.inner().to_string());
+            let first = match e.path().iter().next() {
+                Some(Segment::Map { key }) => Some(key.clone()),
+                _ => None,
+            };
+            let path = e.path().to_string();
+            // A required key we removed ourselves is not "missing" as well.
+            let echo = first.is_none()
+                && dropped
+                    .iter()
+                    .any(|k| message == format!("missing field `{k}`"));
+            if !echo {
                 problems.push(Problem {
                     path: if path == "." { String::new() } else { path },
-                    message: clean_message(&e.inner().to_string()),
+                    message,
                 });
-                None
+            }
+            let removed = match (&first, &mut v) {
+                (Some(k), Value::Object(map)) => map.remove(k).is_some(),
+                _ => false,
+            };
+            match first {
+                Some(k) if removed => dropped.push(k),
+                _ => break None,
             }
         };
-        Checked { value, problems }
+        Checked {
+            value,
+            problems,
+            dropped,
+        }
+    }
+
+    /// Whether `key` was present but removed because its value was wrong.
+    pub(crate) fn dropped(&self, key: &str) -> bool {
+        self.dropped.iter().any(|k| k == key)
     }
 }
 
@@ -458,6 +496,32 @@ mod tests {
                 "savePath: invalid type: integer `5`, expected a string",
             ]
         );
+        assert_eq!(c.dropped, vec!["savePath"]);
+    }
+
+    #[test]
+    fn checked_reports_every_wrong_key() {
+        let c = Checked::<RawBatch>::from_value(json!({
+            "enable": "yes", "chunkSize": -1, "schedule": "* * * * *",
+            "trigger": {"workflow": 3}
+        }));
+        let b = c.value.as_ref().expect("the rest is kept");
+        assert_eq!(b.schedule.as_deref(), Some("* * * * *"));
+        let p: Vec<String> = c
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert_eq!(
+            p,
+            vec![
+                "chunkSize: invalid value: integer `-1`, expected a non-negative integer",
+                "enable: invalid type: string \"yes\", expected a boolean",
+            ]
+        );
+        let t = b.trigger.as_ref().expect("trigger given");
+        assert_eq!(t.problems[0].path, "workflow");
+        assert!(c.dropped("enable") && c.dropped("chunkSize") && !c.dropped("schedule"));
     }
 
     #[test]

@@ -56,6 +56,11 @@ fn split(text: &str, units: &str) -> Result<(bool, u64, Option<char>), String> {
             "{text:?} is not a number with an optional unit ({units})"
         ));
     }
+    if unit.starts_with(|c: char| !c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "{text:?} is not a whole number with an optional unit ({units})"
+        ));
+    }
     let mut chars = unit.chars();
     let unit = match (chars.next(), chars.next()) {
         (None, _) => None,
@@ -126,6 +131,10 @@ mod tests {
         assert!(s("1.5m").is_err());
         assert!(s("99999999999999999999").is_err());
         assert!(s("16777216t").is_err());
+        assert_eq!(
+            parse_size("1.5m").unwrap_err(),
+            "\"1.5m\" is not a whole number with an optional unit (b k m g t)"
+        );
         assert_eq!(
             parse_size("10x").unwrap_err(),
             "\"10x\": unknown unit \"x\" (use b k m g t)"

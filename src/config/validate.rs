@@ -131,11 +131,11 @@ impl BucketCtx<'_> {
 
 pub(crate) fn build(v: Value) -> Result<Loaded, Vec<ConfigError>> {
     let mut cx = Ctx::default();
-    let top = Checked::<RawTop>::from_value(v);
-    let Some(top) = cx.take(&top, "") else {
+    let top_c = Checked::<RawTop>::from_value(v);
+    let Some(top) = cx.take(&top_c, "") else {
         return Err(cx.errors);
     };
-    let config = config(&mut cx, top);
+    let config = config(&mut cx, top, !top_c.dropped("aws_s3"));
     if cx.errors.is_empty() {
         Ok(Loaded {
             config,
@@ -146,7 +146,7 @@ pub(crate) fn build(v: Value) -> Result<Loaded, Vec<ConfigError>> {
     }
 }
 
-fn config(cx: &mut Ctx, top: &RawTop) -> Config {
+fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
     let mut c = Config::default();
     if let Some(s) = &top.state_dir {
         if s.starts_with('/') && !s.contains('\0') {
@@ -174,7 +174,7 @@ fn config(cx: &mut Ctx, top: &RawTop) -> Config {
 
     let mut env = Env {
         s3_names: Vec::new(),
-        s3_complete: true,
+        s3_complete: aws_complete,
         has_function_base_url: top.function_base_url.is_some(),
     };
     for (i, e) in top.aws_s3.iter().flatten().enumerate() {
@@ -209,10 +209,12 @@ fn config(cx: &mut Ctx, top: &RawTop) -> Config {
         let Some(raw) = cx.take(b, &bp) else {
             continue;
         };
-        let Some((bucket, name_path)) = bucket(cx, raw, &bp, &env) else {
+        let Some((bucket, name_path)) = bucket(cx, raw, &b.dropped, &bp, &env) else {
             continue;
         };
-        if let Some((_, other)) = names.iter().find(|(n, _)| *n == bucket.meta.name) {
+        if bucket.meta.name.is_empty() || !plain_name(&bucket.meta.name) {
+            // Already reported.
+        } else if let Some((_, other)) = names.iter().find(|(n, _)| *n == bucket.meta.name) {
             cx.err(
                 &name_path,
                 format!(
@@ -463,7 +465,14 @@ fn throttling(cx: &mut Ctx, t: &RawThrottling) -> Throttling {
 }
 
 /// Returns the bucket and the JSON path of its name.
-fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket, String)> {
+fn bucket(
+    cx: &mut Ctx,
+    raw: &RawBucket,
+    dropped: &[String],
+    bp: &str,
+    env: &Env,
+) -> Option<(Bucket, String)> {
+    let was_dropped = |k: &str| dropped.iter().any(|d| d == k);
     let flat: Vec<&str> = [
         ("enable", raw.enable.is_some()),
         ("name", raw.name.is_some()),
@@ -474,6 +483,7 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
     .filter(|(_, given)| *given)
     .map(|(k, _)| *k)
     .collect();
+    let mut name_dropped = was_dropped("name");
     let (meta, meta_path) = match &raw.meta {
         Some(m) => {
             let mp = join_key(bp, "meta");
@@ -487,6 +497,7 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
                 );
             }
             let meta = cx.take(m, &mp)?;
+            name_dropped = m.dropped("name");
             (
                 RawMeta {
                     enable: meta.enable,
@@ -509,6 +520,7 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
     };
     let name_path = join_key(&meta_path, "name");
     let name = match &meta.name {
+        None if name_dropped => String::new(),
         None => {
             let where_ = if raw.meta.is_some() {
                 ""
@@ -540,7 +552,7 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
 
     // Mounts.
     let mounts_path = join_key(bp, "mounts");
-    let mut mounts_complete = true;
+    let mut mounts_complete = !was_dropped("mounts");
     let mut seen: Vec<(String, String)> = Vec::new();
     for (j, m) in raw.mounts.iter().flatten().enumerate() {
         let mp = join_index(&mounts_path, j);
@@ -605,7 +617,7 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
 
     // Workflows.
     let wp_all = join_key(bp, "workflows");
-    let mut workflows_complete = true;
+    let mut workflows_complete = !was_dropped("workflows");
     let mut workflows: Vec<Workflow> = Vec::new();
     let mut wf_paths: Vec<String> = Vec::new();
     {
@@ -667,10 +679,12 @@ fn bucket(cx: &mut Ctx, raw: &RawBucket, bp: &str, env: &Env) -> Option<(Bucket,
             }
         }
         let bp_all = join_key(&ep, "onBatch");
-        for (i, be) in e.on_batch.iter().flatten().enumerate() {
+        for (i, be_c) in e.on_batch.iter().flatten().enumerate() {
             let p = join_index(&bp_all, i);
-            if let Some(be) = cx.take(be, &p) {
-                events.on_batch.push(batch(cx, be, &p, &bcx));
+            if let Some(be) = cx.take(be_c, &p) {
+                events
+                    .on_batch
+                    .push(batch(cx, be, be_c.dropped("schedule"), &p, &bcx));
             }
         }
         b.events = events;
@@ -1107,7 +1121,13 @@ fn event(cx: &mut Ctx, e: &RawEvent, ep: &str, bcx: &BucketCtx) -> Event {
     }
 }
 
-fn batch(cx: &mut Ctx, e: &RawBatch, ep: &str, bcx: &BucketCtx) -> BatchEvent {
+fn batch(
+    cx: &mut Ctx,
+    e: &RawBatch,
+    schedule_dropped: bool,
+    ep: &str,
+    bcx: &BucketCtx,
+) -> BatchEvent {
     let enable = e.enable.unwrap_or(false);
     let active = bcx.active && enable;
     let chunk_size = match e.chunk_size {
@@ -1142,7 +1162,7 @@ fn batch(cx: &mut Ctx, e: &RawBatch, ep: &str, bcx: &BucketCtx) -> BatchEvent {
     let schedule = match &e.schedule {
         Some(s) => cron::parse(s).map_err(|m| cx.err(&sp, m)).ok(),
         None => {
-            if enable {
+            if enable && !schedule_dropped {
                 cx.err(&sp, "required when the scan is enabled");
             }
             None
