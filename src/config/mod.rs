@@ -5,7 +5,8 @@
 //!   column, duplicate keys, the optional `functions.backend.storgate` envelope);
 //! - `raw`: the serde model of the file (`deny_unknown_fields`), read piece by
 //!   piece so that many problems are reported at once;
-//! - `validate`: raw → the normalised [`model`] with every semantic check;
+//! - `validate/`: raw → the normalised [`model`] with every semantic check
+//!   (`globals`, `bucket`, `workflow`, `events`);
 //! - `units`, `cron`, `template`, `paths`: the small parsers it uses;
 //! - `summary`: the text `storgate check` prints.
 //!

@@ -76,6 +76,11 @@ fn trigger(t: &Option<Trigger>) -> String {
     }
 }
 
+fn percent(x: f64) -> String {
+    let s = format!("{x:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
 /// The summary text, one item per line, ending with a newline.
 pub fn summary(cfg: &Config) -> String {
     let mut s = String::new();
@@ -229,7 +234,8 @@ pub fn summary(cfg: &Config) -> String {
         let _ = writeln!(
             s,
             "throttling: pause at {}% CPU, resume below {}%",
-            cfg.throttling.cpu_deactive, cfg.throttling.cpu_reactive
+            percent(cfg.throttling.cpu_deactive),
+            percent(cfg.throttling.cpu_reactive)
         );
     } else {
         let _ = writeln!(s, "throttling: off");
