@@ -6,7 +6,10 @@
 //! day-of-week 0–7 with both 0 and 7 = Sunday (names `SUN`–`SAT` too), and when
 //! both day-of-month and day-of-week are restricted a day matching *either*
 //! fires (croner's default; its `+` prefix on the day-of-week field asks for
-//! AND instead). A 7-field form with years is refused. Times are evaluated in
+//! AND instead). A field counts as unrestricted only when it is exactly `*`
+//! (or `?`): `*/2` in day-of-month is a restriction, so `0 0 */2 * 1` fires
+//! on odd days *and* on Mondays (Vixie cron would AND them). A 7-field form
+//! with years is refused. Times are evaluated in
 //! whatever time zone the caller passes (the scheduler uses local time).
 
 use croner::Cron;
@@ -151,6 +154,14 @@ mod tests {
         assert!(!matches("0 0 13 * *", at(2024, 3, 8, 0, 0)));
         assert!(matches("0 0 * * 5", at(2024, 3, 8, 0, 0)));
         assert!(!matches("0 0 * * 5", at(2024, 3, 13, 0, 0)));
+    }
+
+    #[test]
+    fn stepped_star_is_a_restriction() {
+        let e = "0 0 */2 * 1";
+        assert!(matches(e, at(2024, 3, 4, 0, 0))); // Monday the 4th (even day)
+        assert!(matches(e, at(2024, 3, 7, 0, 0))); // Thursday the 7th (odd day)
+        assert!(!matches(e, at(2024, 3, 6, 0, 0))); // Wednesday the 6th
     }
 
     #[test]
