@@ -24,6 +24,7 @@ fn config(mounts: Vec<MountSpec>, access: [bool; 3]) -> Config {
                 enable: true,
                 name: "b".into(),
                 expose: true,
+                ..Default::default()
             },
             mounts,
             access: Access {
@@ -31,8 +32,10 @@ fn config(mounts: Vec<MountSpec>, access: [bool; 3]) -> Config {
                 put: AccessRule { enable: access[1] },
                 delete: AccessRule { enable: access[2] },
             },
+            ..Default::default()
         }],
         state_dir: "/nonexistent".into(),
+        ..Default::default()
     }
 }
 
