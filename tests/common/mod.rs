@@ -47,9 +47,13 @@ pub const MOUNT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long teardown waits for the daemon to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The storgate binary built by cargo for this test run.
+/// The storgate binary built by cargo for this test run (`STORGATE_TEST_BIN`
+/// overrides it, e.g. to run the suite against an installed binary).
 pub fn storgate_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_storgate"))
+    match std::env::var_os("STORGATE_TEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_storgate")),
+    }
 }
 
 /// Fails loudly (never skips) when the machine cannot run FUSE mount tests.
@@ -361,13 +365,14 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -488,9 +493,7 @@ fn create_dirs_under_root(cfg: &Value, root: &Path) {
     if let Some(s) = cfg.get("stateDir").and_then(Value::as_str) {
         dirs.push(PathBuf::from(s));
     }
-    let inner = cfg
-        .pointer("/functions/backend/storgate")
-        .unwrap_or(cfg);
+    let inner = cfg.pointer("/functions/backend/storgate").unwrap_or(cfg);
     if let Some(s) = inner.get("stateDir").and_then(Value::as_str) {
         dirs.push(PathBuf::from(s));
     }
@@ -498,10 +501,10 @@ fn create_dirs_under_root(cfg: &Value, root: &Path) {
         for b in bs {
             if let Some(ms) = b.get("mounts").and_then(Value::as_array) {
                 for m in ms {
-                    if let Some(o) = m.get("originPath").and_then(Value::as_str) {
-                        if o.starts_with('/') {
-                            dirs.push(PathBuf::from(o));
-                        }
+                    if let Some(o) = m.get("originPath").and_then(Value::as_str)
+                        && o.starts_with('/')
+                    {
+                        dirs.push(PathBuf::from(o));
                     }
                 }
             }
@@ -525,6 +528,15 @@ pub fn write_config(root: &Path, cfg: &Value, file: &str) -> PathBuf {
 }
 
 // ----------------------------------------------------------- Mount ----
+
+/// How a stopped daemon ended.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Exit status, None if it did not exit within 10 s (then it was killed).
+    pub status: Option<ExitStatus>,
+    /// Whether the FUSE mount was still present right after the daemon exited.
+    pub mounted_after_exit: bool,
+}
 
 /// A running `storgate mount -f` on `<root>/mnt`. Dropping it unmounts.
 pub struct Mount {
@@ -559,7 +571,11 @@ impl Mount {
     }
 
     /// Like `start_in` but returns the failure (with the daemon's log) instead.
-    pub fn try_start_in(root: TempDir, config: &Value, extra_args: &[&str]) -> Result<Mount, String> {
+    pub fn try_start_in(
+        root: TempDir,
+        config: &Value,
+        extra_args: &[&str],
+    ) -> Result<Mount, String> {
         require_fuse();
         let mnt = root.path().join("mnt");
         fs::create_dir_all(&mnt).expect("create mount point");
@@ -646,14 +662,27 @@ impl Mount {
         self.teardown();
     }
 
-    /// Sends SIGTERM and returns the daemon's exit status (or None if it had
-    /// to be killed after 10 s). Also verifies teardown happened.
-    pub fn stop(mut self) -> Option<ExitStatus> {
+    /// Sends SIGTERM and reports how the daemon ended (see `stop_with`).
+    pub fn stop(&mut self) -> Stopped {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `sig` to the daemon and waits up to 10 s for it to exit. Reports
+    /// its exit status (None = it had to be killed) and whether the mount was
+    /// still there right after it exited (it should have unmounted itself).
+    /// Anything left over is cleaned up; the scratch dir stays until drop.
+    pub fn stop_with(&mut self, sig: libc::c_int) -> Stopped {
         self.stop_watchdog();
-        let mut child = self.child.take()?;
-        signal(child.id(), libc::SIGTERM);
-        let st = wait_child(&mut child, STOP_TIMEOUT);
-        if st.is_none() {
+        let Some(mut child) = self.child.take() else {
+            return Stopped {
+                status: None,
+                mounted_after_exit: is_fuse_mounted(&self.mnt),
+            };
+        };
+        signal(child.id(), sig);
+        let status = wait_child(&mut child, STOP_TIMEOUT);
+        let mounted_after_exit = is_fuse_mounted(&self.mnt);
+        if status.is_none() {
             force_unmount(&self.mnt);
             let _ = child.kill();
             let _ = child.wait();
@@ -661,7 +690,10 @@ impl Mount {
         if is_fuse_mounted(&self.mnt) {
             force_unmount(&self.mnt);
         }
-        st
+        Stopped {
+            status,
+            mounted_after_exit,
+        }
     }
 
     fn stop_watchdog(&mut self) {
