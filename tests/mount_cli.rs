@@ -137,10 +137,6 @@ fn daemon_mode_parent_exits_0_once_mount_is_ready() {
     );
     assert_eq!(names(&mnt), s(&["b"]));
     assert_eq!(fs::read_to_string(mnt.join("b/hello")).unwrap(), "world");
-    assert!(
-        !pids_with_arg(&cfg.to_string_lossy()).is_empty(),
-        "a daemon process keeps serving the mount"
-    );
 
     // Unmounting ends the daemon.
     run_ok(Command::new("fusermount3").arg("-u").arg(&mnt));
@@ -337,4 +333,44 @@ fn uid_gid_options_show_in_stat() {
     }
     let om = fs::metadata(m.scratch_path("o1/f")).unwrap();
     assert_eq!((om.uid(), om.gid()), (0, 0), "origin file keeps its owner");
+}
+
+/// `stat` as uid/gid 65534 (nobody): Ok(()) or the stderr of the failure.
+fn stat_as_nobody(p: &Path) -> Result<(), String> {
+    let o = run_timeout(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "stat"])
+            .arg(p),
+        CMD_TIMEOUT,
+    );
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(stderr(&o))
+    }
+}
+
+#[test]
+fn allow_other_lets_other_users_in() {
+    use std::os::unix::fs::PermissionsExt;
+    for (opts, allowed) in [(&[][..], false), (&["-o", "allow_other"][..], true)] {
+        let root = scratch();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        put(&root.path().join("o1/f"), "data");
+        let mut args = vec!["--bucket", "b"];
+        args.extend_from_slice(opts);
+        let m = Mount::start_in(root, &simple_config(), &args);
+        let r = stat_as_nobody(&m.at("f"));
+        if allowed {
+            assert!(
+                r.is_ok(),
+                "with -o allow_other another user can stat: {r:?}"
+            );
+        } else {
+            assert!(
+                r.is_err(),
+                "without allow_other another user must be refused"
+            );
+        }
+    }
 }
