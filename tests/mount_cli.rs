@@ -287,6 +287,31 @@ fn sigint_unmounts_and_exits_0() {
 }
 
 #[test]
+fn sigterm_with_open_file_and_cwd_inside_still_unmounts() {
+    let mut m = Mount::start(&simple_config(), &[]);
+    fs::write(m.at("b/f"), "x").unwrap();
+    let _open = fs::File::open(m.at("b/f")).unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .current_dir(m.at("b"))
+        .spawn()
+        .unwrap();
+    let st = m.stop();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(
+        st.status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM with a busy mount: {st:?}; log:\n{}",
+        m.log()
+    );
+    assert!(
+        !st.mounted_after_exit,
+        "busy mount still in mountinfo after the daemon exited"
+    );
+}
+
+#[test]
 fn ro_option_gives_erofs() {
     let root = scratch();
     put(&root.path().join("o1/f"), "data");

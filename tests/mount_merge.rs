@@ -111,6 +111,61 @@ fn root_mounts_are_merged() {
     assert_eq!(read(&m.at("dir/sub2")), "s2");
 }
 
+#[test]
+fn writing_an_existing_name_modifies_the_origin_serving_it() {
+    let m = mount_bucket(
+        vec![root_mount("{root}/o1"), root_mount("{root}/o2")],
+        |r| {
+            fs::create_dir_all(r.join("o1/dir")).unwrap();
+            put(&r.join("o2/dir/x"), "from o2");
+            put(&r.join("o2/y"), "y from o2");
+        },
+    );
+    fs::write(m.at("dir/x"), "rewritten").unwrap();
+    assert_eq!(
+        read(&m.scratch_path("o2/dir/x")),
+        "rewritten",
+        "o2's file was rewritten"
+    );
+    assert!(
+        !m.scratch_path("o1/dir/x").exists(),
+        "no copy created in o1"
+    );
+    let mut f = fs::OpenOptions::new().append(true).open(m.at("y")).unwrap();
+    f.write_all(b" appended").unwrap();
+    drop(f);
+    assert_eq!(read(&m.scratch_path("o2/y")), "y from o2 appended");
+    assert!(!m.scratch_path("o1/y").exists());
+    fs::remove_file(m.at("dir/x")).unwrap();
+    assert!(
+        !m.scratch_path("o2/dir/x").exists(),
+        "unlink removed o2's file"
+    );
+    expect_errno(
+        fs::symlink_metadata(m.at("dir/x")),
+        libc::ENOENT,
+        "dir/x after unlink",
+    );
+}
+
+#[test]
+fn mv_of_an_entry_of_the_second_root_mount() {
+    let m = mount_bucket(
+        vec![root_mount("{root}/o1"), root_mount("{root}/o2")],
+        |r| {
+            put(&r.join("o2/b"), "b from o2");
+            put(&r.join("o2/sub/c"), "c");
+        },
+    );
+    // Native rename inside o2 or EXDEV + copy: either way mv must work.
+    run_ok(Command::new("mv").arg(m.at("b")).arg(m.at("b2")));
+    run_ok(Command::new("mv").arg(m.at("sub")).arg(m.at("sub2")));
+    assert_eq!(names(&m.mnt), s(&["b2", "sub2"]));
+    assert_eq!(read(&m.at("b2")), "b from o2");
+    assert_eq!(read(&m.at("sub2/c")), "c");
+    assert!(!m.scratch_path("o2/b").exists() && !m.scratch_path("o2/sub").exists());
+}
+
 // ------------------------------------------------------------ rule 3 ----
 
 #[test]
