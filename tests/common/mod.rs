@@ -696,6 +696,30 @@ impl Mount {
         }
     }
 
+    /// Sends `sig` to the daemon (no waiting).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            signal(c.id(), sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself (no signal);
+    /// status None = still running (it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Stopped {
+        let status = match self.child.as_mut() {
+            Some(c) => wait_child(c, timeout),
+            None => None,
+        };
+        if status.is_some() {
+            self.stop_watchdog();
+            self.child = None;
+        }
+        Stopped {
+            status,
+            mounted_after_exit: is_fuse_mounted(&self.mnt),
+        }
+    }
+
     fn stop_watchdog(&mut self) {
         if let Some((tx, h)) = self.watchdog.take() {
             drop(tx);
