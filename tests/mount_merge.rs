@@ -166,6 +166,31 @@ fn mv_of_an_entry_of_the_second_root_mount() {
     assert!(!m.scratch_path("o2/b").exists() && !m.scratch_path("o2/sub").exists());
 }
 
+#[test]
+fn large_merged_directory_lists_every_name_once() {
+    let m = mount_bucket(
+        vec![root_mount("{root}/o1"), root_mount("{root}/o2")],
+        |r| {
+            for i in 0..1500 {
+                put(&r.join(format!("o1/big/file-{i:05}")), "");
+            }
+            for i in 1000..2500 {
+                put(&r.join(format!("o2/big/file-{i:05}")), "");
+            }
+        },
+    );
+    let mut got = Vec::new();
+    for e in fs::read_dir(m.at("big")).unwrap() {
+        got.push(e.unwrap().file_name().to_string_lossy().into_owned());
+    }
+    let n = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(n, got.len(), "duplicate names in a merged listing");
+    let want: Vec<String> = (0..2500).map(|i| format!("file-{i:05}")).collect();
+    assert_eq!(got, want, "merged listing of 2500 names");
+}
+
 // ------------------------------------------------------------ rule 3 ----
 
 #[test]
@@ -412,6 +437,49 @@ fn rename_across_origins_is_exdev() {
     assert_eq!(read(&m.scratch_path("o1/f")), "f", "source untouched");
     assert_eq!(read(&m.scratch_path("x/g")), "g", "source untouched");
     assert!(!m.scratch_path("x/f").exists() && !m.scratch_path("o1/g").exists());
+}
+
+#[test]
+fn link_across_origins_is_exdev() {
+    let m = mount_bucket(
+        vec![root_mount("{root}/o1"), mount_at("/x", "{root}/x")],
+        |r| {
+            put(&r.join("o1/f"), "f");
+            put(&r.join("x/g"), "g");
+        },
+    );
+    expect_errno(
+        fs::hard_link(m.at("f"), m.at("x/f")),
+        libc::EXDEV,
+        "link root → /x",
+    );
+    expect_errno(
+        fs::hard_link(m.at("x/g"), m.at("g")),
+        libc::EXDEV,
+        "link /x → root",
+    );
+    expect_ok(fs::hard_link(m.at("x/g"), m.at("x/g2")), "link inside /x");
+    assert_eq!(fs::metadata(m.scratch_path("x/g")).unwrap().nlink(), 2);
+}
+
+#[test]
+fn mount_point_itself_cannot_be_renamed_or_removed() {
+    let m = mount_bucket(
+        vec![root_mount("{root}/o1"), mount_at("/x", "{root}/x")],
+        |r| {
+            fs::create_dir_all(r.join("x")).unwrap();
+        },
+    );
+    let e = err_of(fs::rename(m.at("x"), m.at("z")), "rename of mount point /x");
+    assert_ne!(e, 0);
+    let e = err_of(fs::remove_dir(m.at("x")), "rmdir of (empty) mount point /x");
+    assert_ne!(e, 0);
+    assert!(
+        m.scratch_path("x").is_dir(),
+        "the origin dir of /x is intact"
+    );
+    assert!(!m.scratch_path("o1/z").exists());
+    assert_eq!(names(&m.mnt), s(&["x"]));
 }
 
 #[test]
