@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     BackingId, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::Errno;
@@ -128,6 +128,8 @@ impl Filesystem for FuseFs {
         // Larger requests for sequential I/O; ignore what the kernel refuses.
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         // Passthrough: the kernel reads and writes local origin files
         // directly, at native speed; the daemon still sees open and release.
         if self.want_passthrough
@@ -395,6 +397,47 @@ impl Filesystem for FuseFs {
             }
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.core.readdir(ino.0, fh.0, offset) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (next, e) in entries {
+            let dot = e.name == "." || e.name == "..";
+            // Each entry but the dots counts as a kernel lookup.
+            let entry = if dot {
+                self.core.getattr(e.ino, None)
+            } else {
+                self.core.lookup(ino.0, &e.name)
+            };
+            let Ok(entry) = entry else {
+                // Gone since opendir: leave it out, as a fresh listing would.
+                continue;
+            };
+            if reply.add(
+                entry.attr.ino,
+                next,
+                &e.name,
+                &entry.ttl,
+                &entry.attr,
+                Generation(0),
+            ) {
+                if !dot {
+                    self.core.forget(entry.attr.ino.0, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
     }
 
     fn releasedir(
