@@ -154,7 +154,7 @@ pub fn run_mount(args: MountArgs) -> i32 {
         }
         Err(errors) => {
             for e in errors {
-                eprintln!("{}: {}", e.path, e.message);
+                eprintln!("{e}");
             }
             return 2;
         }
