@@ -168,6 +168,7 @@ BENCHES=(
   "ls -lR, ${entries} entries, warm;entries/s;$entries;b_ls;warm"
 )
 declare -A T
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 1; run <= RUNS; run++)); do
   section "run $run of $RUNS"
   for i in "${!BENCHES[@]}"; do
@@ -187,7 +188,7 @@ done
 rate() { awk -v a="$1" -v t="$2" 'BEGIN { r = a / t; printf (r >= 100 ? "%.0f" : "%.1f"), r }'; }
 {
   echo "storgate bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "scale=${BENCH_SCALE:-full}  runs=$RUNS (median shown)  fs=$FSTYPE at $WORK  kernel $(uname -r)  $(nproc) cores"
+  echo "scale=${BENCH_SCALE:-full}  runs=$RUNS (median shown)  fs=$FSTYPE at $WORK  kernel $(uname -r)  $(nproc) cores  load avg at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "bare = $BARE; storgate = $MNT (bucket with one local root mount of $ORIGIN, same fs)"
   [ $CAN_DROP = 1 ] || echo "NOTE: page cache could not be dropped; 'cold' figures are warm"
   echo "ratio = storgate time / bare time (1.00 = as fast as the bare directory, 2.00 = twice as slow)"
