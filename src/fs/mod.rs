@@ -24,7 +24,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 use crate::config::{Access, Config, Origin};
 use crate::error::{Errno, FsResult};
-use crate::origin::LocalOrigin;
+use crate::origin::{Backend, LocalOrigin};
 use crate::tree::{BucketTree, Place};
 
 pub use dir::DirEntry;
@@ -68,7 +68,7 @@ pub(crate) struct BucketState {
     pub tree: BucketTree,
     pub access: Access,
     /// The origin of each mount, by mount index.
-    pub origins: Vec<LocalOrigin>,
+    pub origins: Vec<Backend>,
 }
 
 /// An answer to lookup/create/mkdir: attributes and how long to trust them.
@@ -89,6 +89,8 @@ pub(crate) enum Located {
         mount: usize,
         rel: Vec<OsString>,
         st: Box<libc::stat>,
+        /// How long the kernel may cache what this origin said.
+        ttl: Duration,
     },
 }
 
@@ -126,7 +128,9 @@ impl Core {
             let mut origins = Vec::new();
             for (i, m) in tree.mounts.iter().enumerate() {
                 match &m.origin {
-                    Origin::Local(root) => origins.push(LocalOrigin::new(root.clone())),
+                    Origin::Local(root) => {
+                        origins.push(Backend::Local(LocalOrigin::new(root.clone())))
+                    }
                     Origin::S3 { endpoint, .. } => {
                         return Err(format!(
                             "buckets \"{}\" mount {i}: S3 origin {endpoint}@aws_s3 is not supported by this build yet",
@@ -203,6 +207,7 @@ impl Core {
                     mount,
                     rel,
                     st: Box::new(st),
+                    ttl: b.origins[mount].attr_ttl(self.opts.attr_ttl),
                 }),
                 Err(e) if e == Errno::ENOENT && b.tree.is_mount_ancestor(path) => {
                     Ok(Located::Synthetic)
@@ -218,6 +223,7 @@ impl Core {
                                 mount: r,
                                 rel,
                                 st: Box::new(st),
+                                ttl: b.origins[r].attr_ttl(self.opts.attr_ttl),
                             });
                         }
                         Err(e) => {
@@ -233,7 +239,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &LocalOrigin {
+    pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &Backend {
         &self.buckets[bucket].origins[mount]
     }
 
@@ -287,16 +293,20 @@ impl Core {
                 attr: self.synthetic_attr(ino),
                 ttl: self.opts.attr_ttl,
             },
-            Located::Origin { st, .. } => self.entry_from_stat(ino, st),
+            Located::Origin { st, ttl, .. } => self.entry_with_ttl(ino, st, *ttl),
         }
     }
 
     pub(crate) fn entry_from_stat(&self, ino: Ino, st: &libc::stat) -> Entry {
+        self.entry_with_ttl(ino, st, self.opts.attr_ttl)
+    }
+
+    fn entry_with_ttl(&self, ino: Ino, st: &libc::stat, ttl: Duration) -> Entry {
         let attr = self.attr_from_stat(ino, st);
         let ttl = if attr.kind != FileType::Directory && attr.nlink > 1 {
             Duration::ZERO
         } else {
-            self.opts.attr_ttl
+            ttl
         };
         Entry { attr, ttl }
     }
@@ -417,7 +427,7 @@ impl Core {
         let mut out = Vec::new();
         for (bi, b) in self.buckets.iter().enumerate() {
             for (mi, o) in b.origins.iter().enumerate() {
-                if let Some(rel) = o.rel_of(abs) {
+                if let Some(rel) = o.as_local().and_then(|l| l.rel_of(abs)) {
                     let mut path = b.tree.mounts[mi].point.clone();
                     path.extend(rel);
                     out.push((bi, path));
@@ -440,7 +450,11 @@ impl Core {
         let mut v: Vec<_> = self
             .buckets
             .iter()
-            .flat_map(|b| b.origins.iter().map(|o| o.root().to_path_buf()))
+            .flat_map(|b| {
+                b.origins
+                    .iter()
+                    .filter_map(|o| o.as_local().map(|l| l.root().to_path_buf()))
+            })
             .collect();
         v.sort();
         v.dedup();
