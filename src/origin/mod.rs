@@ -2,5 +2,6 @@
 //! S3 origins arrive with their own issue and implement the same operations.
 
 pub mod local;
+pub mod s3;
 
 pub use local::LocalOrigin;
