@@ -27,6 +27,8 @@ impl Errno {
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
     pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
     pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
+    pub const ESTALE: Errno = Errno(libc::ESTALE);
+    pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
 
     /// The errno of the last failed libc call on this thread.
     pub fn last() -> Errno {

@@ -4,6 +4,7 @@
 //! in `s3`. The file-system core only ever talks to these two types.
 
 pub mod local;
+pub mod s3;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

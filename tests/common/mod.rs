@@ -804,3 +804,4 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     });
     (tx, h)
 }
+pub mod s3;
