@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::s3::S3Server;
 use storgate::error::Errno;
-use storgate::origin::s3::client::{MIB, S3Client};
+use storgate::origin::s3::client::{Cond, MIB, S3Client};
 use storgate::origin::s3::prefetch::{MAX_WINDOW, Prefetcher};
 use tokio::task::JoinSet;
 
@@ -359,6 +359,39 @@ async fn delete_objects() {
     assert!(c.list_all("", None).await.expect("list").objects.is_empty());
 }
 
+/// Conditional writes, as a lease held in a bucket uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_put_and_delete() {
+    let c = client(S3Server::shared(), "cond").await;
+    let none = HashMap::new();
+    let e1 = c
+        .put_bytes_if("lease", b"a".to_vec(), &none, Cond::Absent)
+        .await
+        .expect("create");
+    assert_eq!(
+        c.put_bytes_if("lease", b"b".to_vec(), &none, Cond::Absent)
+            .await,
+        Err(Errno::EEXIST)
+    );
+    let e2 = c
+        .put_bytes_if("lease", b"c".to_vec(), &none, Cond::Match(&e1))
+        .await
+        .expect("replace");
+    assert_eq!(
+        c.put_bytes_if("lease", b"d".to_vec(), &none, Cond::Match(&e1))
+            .await,
+        Err(Errno::ESTALE)
+    );
+    assert_eq!(
+        c.get_range("lease", 0..10, None).await.expect("get"),
+        b"c"[..]
+    );
+    assert_eq!(c.delete_if("lease", &e1).await, Err(Errno::ESTALE));
+    c.delete_if("lease", &e2).await.expect("delete");
+    assert_eq!(c.head("lease").await, Ok(None));
+    assert_eq!(c.delete_if("lease", &e2).await, Err(Errno::ENOENT));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_is_eio_not_enoent() {
     let srv = S3Server::shared();
@@ -372,8 +405,17 @@ async fn missing_bucket_is_eio_not_enoent() {
     assert_eq!(c.get_range("k", 0..1, None).await, Err(Errno::EIO));
 }
 
+#[test]
+fn harness_disables_imds() {
+    assert_eq!(
+        std::env::var("AWS_EC2_METADATA_DISABLED").as_deref(),
+        Ok("true")
+    );
+}
+
 fn assert_fails_fast<T: std::fmt::Debug>(what: &str, res: Result<T, Errno>, started: Instant) {
     let took = started.elapsed();
+    eprintln!("{what}: {res:?} after {took:?}");
     match res {
         Err(e) if e == Errno::EIO || e == Errno::ETIMEDOUT => {}
         other => panic!("{what}: expected EIO or ETIMEDOUT, got {other:?}"),
@@ -572,6 +614,17 @@ async fn prefetcher_random_reads() {
     }
     let stats = pf.stats().await;
     assert!(stats.random_reads >= 50, "{stats:?}");
+
+    // Re-reading a block just read costs no request.
+    let at = 7 * MIB + 3;
+    let first = pf.read(at, 4096).await.expect("read");
+    let before = pf.stats().await.requests;
+    assert_eq!(pf.read(at, 4096).await.expect("re-read"), first);
+    assert_eq!(
+        pf.read(at + 100, 100).await.expect("re-read"),
+        first[100..200]
+    );
+    assert_eq!(pf.stats().await.requests, before);
 }
 
 /// An overwrite while a handle reads: the handle sees ESTALE, and every byte

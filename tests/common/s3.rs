@@ -22,7 +22,9 @@
 //!   is killed when dropped.
 //! * Readiness is polled (TCP connect, then an HTTP answer), never slept for.
 //! * `STORGATE_TEST_MOTO` names the server program (default `moto_server`,
-//!   from `pip install 'moto[server]'`); `STORGATE_TEST_MOTO_LOG=DIR` keeps
+//!   from `pip install 'moto[server]>=5.2.5'`: older 5.2.x answer
+//!   CompleteMultipartUpload with a wrong XML root, getmoto/moto#10055, which
+//!   the SDK rejects); `STORGATE_TEST_MOTO_LOG=DIR` keeps
 //!   each server's log in `DIR/moto-PORT.log`.
 //! * Every test binary that includes this module runs with
 //!   `AWS_EC2_METADATA_DISABLED=true` (set before `main`, so before any
@@ -209,7 +211,7 @@ impl S3Server {
                 unregister(child.id());
                 return Err(format!(
                     "moto_server exited with {status} (port {} taken? is moto installed: \
-                     pip install 'moto[server]'?)",
+                     pip install 'moto[server]>=5.2.5'?)",
                     self.port
                 ));
             }
@@ -310,7 +312,7 @@ fn spawn_moto_here(port: u16) -> Result<Child, String> {
         });
     }
     let child = cmd.spawn().map_err(|e| {
-        format!("cannot run {program:?} ({e}); install it with: pip install 'moto[server]'")
+        format!("cannot run {program:?} ({e}); install it with: pip install 'moto[server]>=5.2.5'")
     })?;
     register(child.id());
     Ok(child)

@@ -4,13 +4,14 @@
 //! * errno semantics: every call fails with an [`Errno`] (404 → ENOENT,
 //!   403 → EACCES, 412 → ESTALE, timeouts → ETIMEDOUT, anything else → EIO);
 //!   the underlying error is logged once (`tracing::warn!`, with bucket and
-//!   key — never credentials);
+//!   key — never credentials; ENOENT and ESTALE, being answers, at `debug`);
 //! * bounded time: the endpoint's `timeout` is the SDK's operation timeout and
 //!   also bounds reading a response body, retries are few and short, so a dead
 //!   or hung server fails a call within about `timeout`;
 //! * the multi-request operations: paged listing to the end, parallel ranged
 //!   download into a file, multipart upload (parallel parts, aborted on
-//!   failure) and multipart server-side copy above 5 GiB.
+//!   failure) and multipart server-side copy above 5 GiB;
+//! * conditional writes (`If-None-Match: *`, `If-Match`) for leases.
 //!
 //! ETags are kept exactly as the server sends them (with their quotes), so an
 //! ETag from [`S3Client::head`] or a listing can be passed back as `If-Match`.
@@ -54,6 +55,37 @@ pub const MIN_COPY_PART: u64 = 512 * MIB;
 pub const DOWNLOAD_PART: u64 = 8 * MIB;
 /// Used when an endpoint's `timeout` is zero.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The precondition of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond<'a> {
+    /// Unconditional.
+    Always,
+    /// Only if the key does not exist (`If-None-Match: *`); else EEXIST.
+    Absent,
+    /// Only if the object has this ETag (`If-Match`); else ESTALE.
+    Match(&'a str),
+}
+
+impl Cond<'_> {
+    /// `(If-Match, If-None-Match)`
+    fn headers(self) -> (Option<String>, Option<String>) {
+        match self {
+            Cond::Always => (None, None),
+            Cond::Absent => (None, Some("*".to_string())),
+            Cond::Match(etag) => (Some(etag.to_string()), None),
+        }
+    }
+
+    /// A failed precondition of `Absent` means "exists".
+    fn errno(self, e: Errno) -> Errno {
+        if self == Cond::Absent && e == Errno::ESTALE {
+            Errno::EEXIST
+        } else {
+            e
+        }
+    }
+}
 
 /// One object, from HEAD or from a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +433,21 @@ impl S3Client {
         body: Vec<u8>,
         meta: &HashMap<String, String>,
     ) -> Result<String, Errno> {
+        self.put_bytes_if(key, body, meta, Cond::Always).await
+    }
+
+    /// A conditional PutObject (S3 conditional writes, e.g. for leases):
+    /// [`Cond::Absent`] fails with EEXIST when the key exists,
+    /// [`Cond::Match`] with ESTALE when its ETag differs (ENOENT when it is
+    /// gone). Returns the new ETag.
+    pub async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        meta: &HashMap<String, String>,
+        cond: Cond<'_>,
+    ) -> Result<String, Errno> {
+        let (if_match, if_none_match) = cond.headers();
         let out = self
             .inner
             .put_object()
@@ -408,9 +455,11 @@ impl S3Client {
             .key(key)
             .body(ByteStream::from(body))
             .set_metadata(Some(meta.clone()))
+            .set_if_match(if_match)
+            .set_if_none_match(if_none_match)
             .send()
             .await
-            .map_err(|e| self.fail("PutObject", key, e))?;
+            .map_err(|e| cond.errno(self.fail("PutObject", key, e)))?;
         self.etag_or_head(key, out.e_tag()).await
     }
 
@@ -485,7 +534,10 @@ impl S3Client {
 
     /// Server-side copy of `src` to `dst`. `Some(meta)` replaces the user
     /// metadata (MetadataDirective REPLACE); `None` keeps the source's.
-    /// Objects over 5 GiB are copied part by part. Returns the new ETag.
+    /// The source is HEADed first: its size picks single or multipart copy
+    /// (above 5 GiB, UploadPartCopy, up to 8 parts in flight, aborted on
+    /// failure), its ETag pins the copy (`x-amz-copy-source-if-match`: a
+    /// concurrent overwrite gives ESTALE). Returns the new ETag.
     pub async fn copy(
         &self,
         src: &str,
@@ -585,6 +637,20 @@ impl S3Client {
             Err(err) if classify(&err) == Errno::ENOENT => Ok(()),
             Err(err) => Err(self.fail("DeleteObject", key, err)),
         }
+    }
+
+    /// DeleteObject only if the object still has ETag `etag`: ESTALE when it
+    /// differs, ENOENT when the object is gone.
+    pub async fn delete_if(&self, key: &str, etag: &str) -> Result<(), Errno> {
+        self.inner
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+            .map_err(|e| self.fail("DeleteObject", key, e))?;
+        Ok(())
     }
 
     // ---- helpers ----
@@ -725,14 +791,16 @@ impl S3Client {
         }
     }
 
-    /// Maps an SDK error to an errno and logs it once.
+    /// Maps an SDK error to an errno and logs it once (`warn`; `debug` for
+    /// ENOENT and ESTALE, which are answers rather than failures).
     fn fail<E>(&self, op: &str, key: &str, err: SdkError<E>) -> Errno
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let errno = classify(&err);
-        if errno == Errno::ENOENT {
-            tracing::debug!(bucket = %self.bucket, key, op, "S3: not found");
+        if errno == Errno::ENOENT || errno == Errno::ESTALE {
+            // Answers, not failures: the caller decides what they mean.
+            tracing::debug!(bucket = %self.bucket, key, op, errno = %errno, "S3: not found or precondition failed");
         } else {
             tracing::warn!(bucket = %self.bucket, key, op, errno = %errno,
                 error = %DisplayErrorContext(&err), "S3 request failed");
@@ -786,7 +854,8 @@ pub fn errno_for(status: u16, code: Option<&str>) -> Errno {
         Some("NoSuchBucket") => return Errno::EIO,
         Some("NoSuchKey" | "NotFound") => return Errno::ENOENT,
         Some("AccessDenied" | "Forbidden" | "AllAccessDisabled") => return Errno::EACCES,
-        Some("PreconditionFailed") => return Errno::ESTALE,
+        // A conditional write raced with another one.
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => return Errno::ESTALE,
         Some("RequestTimeout") => return Errno::ETIMEDOUT,
         _ => {}
     }
@@ -900,6 +969,13 @@ mod tests {
         assert_eq!(errno_for(403, None), Errno::EACCES);
         assert_eq!(errno_for(412, Some("PreconditionFailed")), Errno::ESTALE);
         assert_eq!(errno_for(412, None), Errno::ESTALE);
+        assert_eq!(
+            errno_for(409, Some("ConditionalRequestConflict")),
+            Errno::ESTALE
+        );
+        assert_eq!(Cond::Absent.errno(Errno::ESTALE), Errno::EEXIST);
+        assert_eq!(Cond::Match("\"e\"").errno(Errno::ESTALE), Errno::ESTALE);
+        assert_eq!(Cond::Absent.errno(Errno::EIO), Errno::EIO);
         assert_eq!(errno_for(400, Some("RequestTimeout")), Errno::ETIMEDOUT);
         assert_eq!(errno_for(504, None), Errno::ETIMEDOUT);
         assert_eq!(errno_for(500, Some("InternalError")), Errno::EIO);

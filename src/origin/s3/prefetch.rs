@@ -139,14 +139,11 @@ impl Prefetcher {
         let end = offset.saturating_add(u64::from(len)).min(self.size);
         let mut st = self.state.lock().await;
         let res = self.read_locked(&mut st, offset, end).await;
-        match &res {
-            Ok(_) => st.next = end,
-            Err(_) => {
-                // Start over on the next read (which will see the error
-                // again if it is lasting, e.g. ESTALE).
-                st.queue.clear();
-                st.fetched_until = 0;
-            }
+        if res.is_err() {
+            // Start over on the next read (which sees the error again if it
+            // lasts, e.g. ESTALE).
+            st.queue.clear();
+            st.fetched_until = 0;
         }
         res
     }
@@ -156,7 +153,8 @@ impl Prefetcher {
             .queue
             .front()
             .is_some_and(|s| s.range.start <= offset && offset <= st.fetched_until);
-        if queued || (offset == st.next && st.queue.is_empty()) {
+        let sequential = queued || (offset == st.next && st.queue.is_empty());
+        if sequential {
             if st.queue.is_empty() {
                 st.fetched_until = offset;
             }
@@ -167,7 +165,11 @@ impl Prefetcher {
             {
                 st.queue.pop_front();
             }
-            if let Some((range, window)) = refill(st.fetched_until, end, self.size, st.window) {
+            // Only forward progress moves the window (a re-read of queued
+            // bytes behind the reader does not).
+            let forward = offset >= st.next || end > st.fetched_until;
+            let plan = refill(st.fetched_until, end, self.size, st.window).filter(|_| forward);
+            if let Some((range, window)) = plan {
                 for part in split(range, PART_SIZE) {
                     let seg = self.spawn_fetch(part);
                     st.queue.push_back(seg);
@@ -192,7 +194,9 @@ impl Prefetcher {
             });
             st.fetched_until = end;
         }
-        self.assemble(st, offset, end).await
+        let data = self.assemble(st, offset, end).await?;
+        st.next = if sequential { st.next.max(end) } else { end };
+        Ok(data)
     }
 
     /// Copies `offset..end` out of the queue, waiting for pending parts.
@@ -313,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn refill_waits_for_half_a_window() {
+    fn refill_tops_up_when_little_is_ahead() {
         // Nothing queued: fetch a window past the read.
         assert_eq!(
             refill(0, 128, 100 * MIB, MIB),
