@@ -366,9 +366,10 @@ impl InodeTable {
 
     /// The kernel dropped `n` references. Nodes that still have a path stay
     /// (stable inode numbers); detached ones go.
-    pub fn forget(&mut self, ino: Ino, n: u64) {
+    /// Returns true when the node is gone for good.
+    pub fn forget(&mut self, ino: Ino, n: u64) -> bool {
         if ino == ROOT_INO {
-            return;
+            return false;
         }
         let remove = match self.nodes.get_mut(&ino) {
             Some(node) => {
@@ -383,6 +384,7 @@ impl InodeTable {
         {
             self.identities.remove(&id);
         }
+        remove
     }
 
     /// Finds the node of a bucket path, if the kernel may know it.

@@ -108,6 +108,8 @@ pub struct Core {
     pub(crate) handles: HandleTable,
     pub(crate) opts: FsOptions,
     started: SystemTime,
+    /// Last attributes of removed directories the kernel still knows.
+    tombstones: std::sync::Mutex<rustc_hash::FxHashMap<Ino, libc::stat>>,
 }
 
 impl Core {
@@ -159,6 +161,7 @@ impl Core {
             handles: HandleTable::default(),
             opts,
             started: SystemTime::now(),
+            tombstones: Default::default(),
         })
     }
 
@@ -367,7 +370,15 @@ impl Core {
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
-        self.inodes_write().forget(ino, n);
+        if self.inodes_write().forget(ino, n) {
+            self.tombstones().remove(&ino);
+        }
+    }
+
+    pub(crate) fn tombstones(
+        &self,
+    ) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<Ino, libc::stat>> {
+        self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> FsResult<Entry> {
@@ -386,7 +397,10 @@ impl Core {
             // Unlinked but still open somewhere: answer from the open file.
             Err(e) => match self.handles.fstat_any(ino) {
                 Some(st) => Ok(self.entry_from_stat(ino, &st?)),
-                None => Err(e),
+                None => {
+                    let tomb = self.tombstones().get(&ino).copied();
+                    tomb.map(|st| self.entry_from_stat(ino, &st)).ok_or(e)
+                }
             },
         }
     }

@@ -307,14 +307,15 @@ impl Core {
         let (bucket, path) = self.child_path(parent, name)?;
         self.allow(bucket, Need::Delete)?;
         let b = &self.buckets[bucket];
-        let (mount, rel) = match self.locate(bucket, &path)? {
+        let (mount, rel, st) = match self.locate(bucket, &path)? {
             Located::Synthetic => return Err(Errno::EBUSY),
             Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY),
-            Located::Origin { mount, rel, .. } => (mount, rel),
+            Located::Origin { mount, rel, st, .. } => (mount, rel, st),
         };
         if b.tree.is_mount_ancestor(&path) {
             return Err(Errno::ENOTEMPTY);
         }
+        let removed = self.inodes_read().child(parent, name);
         if b.tree.mounts[mount].is_root {
             let holders: Vec<usize> = self
                 .root_mount_list(bucket)
@@ -330,13 +331,23 @@ impl Core {
                 for r in &holders {
                     self.origin(bucket, *r).rmdir(&rel)?;
                 }
-                self.inodes_write().detach(parent, name);
+                self.detach_removed_dir(parent, name, removed, *st);
                 return Ok(());
             }
         }
         self.origin(bucket, mount).rmdir(&rel)?;
-        self.inodes_write().detach(parent, name);
+        self.detach_removed_dir(parent, name, removed, *st);
         Ok(())
+    }
+
+    /// A removed directory may still be open (its fd can be fstat'ed, as on
+    /// any file system): remember its last attributes, with no links left.
+    fn detach_removed_dir(&self, parent: Ino, name: &OsStr, ino: Option<Ino>, mut st: libc::stat) {
+        self.inodes_write().detach(parent, name);
+        if let Some(ino) = ino {
+            st.st_nlink = 0;
+            self.tombstones().insert(ino, st);
+        }
     }
 
     pub fn rename(

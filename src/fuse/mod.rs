@@ -113,15 +113,11 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
         TimeOrNow::Now => SetTime::Now,
         TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
             Ok(d) => SetTime::At(d.as_secs() as i64, i64::from(d.subsec_nanos())),
+            // fuser 0.18 turns the kernel's (secs < 0, nsec) into
+            // EPOCH - (|secs| s + nsec ns); undo exactly that.
             Err(before) => {
                 let d = before.duration();
-                let mut secs = -(d.as_secs() as i64);
-                let mut nanos = i64::from(d.subsec_nanos());
-                if nanos > 0 {
-                    secs -= 1;
-                    nanos = 1_000_000_000 - nanos;
-                }
-                SetTime::At(secs, nanos)
+                SetTime::At(-(d.as_secs() as i64), i64::from(d.subsec_nanos()))
             }
         },
     })

@@ -156,7 +156,8 @@ impl Staged {
         let truncated = etag.is_none();
         if let Some(etag) = etag {
             let client = origin.client.clone();
-            let got = super::origin::runtime().block_on(client.get_to_file(&key, &file, Some(&etag)));
+            let got =
+                super::origin::runtime().block_on(client.get_to_file(&key, &file, Some(&etag)));
             if let Err(e) = got {
                 let _ = std::fs::remove_file(&path);
                 return Err(e);

@@ -132,11 +132,11 @@ mod tests {
     #[test]
     fn listing_rules() {
         let objects = [
-            obj("d/"),        // own marker
-            obj("d/a"),       // shadowed by prefix d/a/
+            obj("d/"),  // own marker
+            obj("d/a"), // shadowed by prefix d/a/
             obj("d/f"),
-            obj("d/./x"),     // not a name
-            obj("d/sub/"),    // stray marker object in contents
+            obj("d/./x"),  // not a name
+            obj("d/sub/"), // stray marker object in contents
             obj("d/x\0y"),
         ];
         let prefixes = ["d/a/".to_string(), "d/../".to_string(), "d//".to_string()];

@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(a.mtime, (1600000000, 0));
         let none = Attrs::from_user(&HashMap::new(), DEFAULT_DIR_MODE, UNIX_EPOCH);
         assert!(none.is_dir());
-        assert_eq!(Attrs::from_user(&a.to_user(), DEFAULT_FILE_MODE, UNIX_EPOCH), a);
+        assert_eq!(
+            Attrs::from_user(&a.to_user(), DEFAULT_FILE_MODE, UNIX_EPOCH),
+            a
+        );
     }
 
     #[test]

@@ -262,12 +262,10 @@ impl S3Origin {
         let found = if !below.objects.is_empty() || !below.prefixes.is_empty() {
             let marker = below.objects.iter().find(|o| o.key == dir_prefix);
             let attrs = match marker {
-                Some(m) => self
-                    .known_attrs(&m.key, &m.etag)
-                    .unwrap_or_else(|| Attrs {
-                        mtime: meta::unix_time(m.last_modified),
-                        ..self.default_dir_attrs()
-                    }),
+                Some(m) => self.known_attrs(&m.key, &m.etag).unwrap_or_else(|| Attrs {
+                    mtime: meta::unix_time(m.last_modified),
+                    ..self.default_dir_attrs()
+                }),
                 None => self.default_dir_attrs(),
             };
             Some(Found::Dir(attrs))
