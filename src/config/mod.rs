@@ -50,7 +50,10 @@ impl MountSpec {
                 None => (self.origin_path.as_str(), ""),
             };
             let endpoint = name.strip_suffix("@aws_s3").unwrap_or(name).to_string();
-            Origin::S3 { endpoint, prefix: prefix.trim_matches('/').to_string() }
+            Origin::S3 {
+                endpoint,
+                prefix: prefix.trim_matches('/').to_string(),
+            }
         }
     }
 }
@@ -80,5 +83,8 @@ pub struct Loaded {
 }
 
 pub fn load(_path: &Path) -> Result<Loaded, Vec<ConfigError>> {
-    Err(vec![ConfigError { path: String::new(), message: "config loading not implemented yet".into() }])
+    Err(vec![ConfigError {
+        path: String::new(),
+        message: "config loading not implemented yet".into(),
+    }])
 }
