@@ -2,3 +2,9 @@
 //! with workflows fired by file-system events and cron-scheduled batch scans.
 
 pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod origin;
+pub mod tree;

@@ -1,4 +1,69 @@
-//! The `storgate` command line.
-fn main() {
-    println!("storgate");
+//! The `storgate` command line: parses arguments and hands each subcommand
+//! to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use storgate::config;
+use storgate::daemon::{self, MountArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "storgate",
+    version,
+    about = "One POSIX tree over local directories and S3 buckets, with workflows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount the configured buckets at MOUNTPOINT.
+    Mount {
+        /// Config file (default: $STORGATE_CONFIG, else /etc/storgate/storgate.json).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Mount only this bucket, at the mount root.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Stay in the foreground (for systemd); log to stderr.
+        #[arg(short = 'f', long)]
+        foreground: bool,
+        /// Mount options: allow_other, ro, uid=N, gid=N (comma-separated).
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        mountpoint: PathBuf,
+    },
+    /// Validate the configuration and print a summary.
+    Check {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Mount {
+            config: cfg,
+            bucket,
+            foreground,
+            options,
+            mountpoint,
+        } => daemon::run_mount(MountArgs {
+            config: config::resolve_config_path(cfg.as_deref()),
+            bucket,
+            foreground,
+            options,
+            mountpoint,
+        }),
+        Command::Check { config: cfg } => {
+            config::check_command(&config::resolve_config_path(cfg.as_deref()))
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

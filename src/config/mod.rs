@@ -82,9 +82,84 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-pub fn load(_path: &Path) -> Result<Loaded, Vec<ConfigError>> {
-    Err(vec![ConfigError {
-        path: String::new(),
-        message: "config loading not implemented yet".into(),
-    }])
+/// Minimal stand-in loader (no validation) until the real model lands.
+pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let err = |m: String| {
+        vec![ConfigError {
+            path: path.display().to_string(),
+            message: m,
+        }]
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let b = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(true);
+    let mut buckets = Vec::new();
+    for bk in v["buckets"].as_array().cloned().unwrap_or_default() {
+        let meta = bk.get("meta").cloned().unwrap_or(bk.clone());
+        let mounts = bk["mounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| MountSpec {
+                mount_point: m
+                    .get("mountPoint")
+                    .and_then(|x| x.as_str())
+                    .map(|s| s.trim_end_matches('/').to_string())
+                    .filter(|s| !s.is_empty()),
+                origin_path: m["originPath"].as_str().unwrap_or("").to_string(),
+                expose: b(m, "expose"),
+            })
+            .collect();
+        let acc = |k: &str| AccessRule {
+            enable: bk
+                .get("access")
+                .and_then(|a| a.get(k))
+                .map(|x| b(x, "enable"))
+                .unwrap_or(true),
+        };
+        buckets.push(Bucket {
+            meta: BucketMeta {
+                enable: b(&meta, "enable"),
+                name: meta["name"].as_str().unwrap_or("").to_string(),
+                expose: b(&meta, "expose"),
+            },
+            mounts,
+            access: Access {
+                get: acc("get"),
+                put: acc("put"),
+                delete: acc("delete"),
+            },
+        });
+    }
+    let state_dir = PathBuf::from(
+        v.get("stateDir")
+            .and_then(|x| x.as_str())
+            .unwrap_or("/var/lib/storgate"),
+    );
+    Ok(Loaded {
+        config: Config { buckets, state_dir },
+        warnings: vec![],
+    })
+}
+
+pub fn resolve_config_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    std::env::var_os("STORGATE_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/storgate/storgate.json"))
+}
+
+pub fn check_command(path: &Path) -> i32 {
+    match load(path) {
+        Ok(_) => 0,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{}: {}", e.path, e.message);
+            }
+            2
+        }
+    }
 }

@@ -1,0 +1,102 @@
+//! Open file and directory handles. A file handle owns the origin's open
+//! file, so reads and writes keep working after the path is unlinked or
+//! renamed; a directory handle owns the listing taken at `opendir`, so
+//! offsets stay consistent while the directory changes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::dir::DirEntry;
+use super::inodes::Ino;
+use crate::error::{Errno, FsResult};
+use crate::origin::local::fstat;
+
+pub struct FileHandle {
+    pub ino: Ino,
+    pub file: File,
+    /// Set by the first write: the release of this handle is a "close after
+    /// write" (what onPut fires on, later).
+    pub wrote: AtomicBool,
+}
+
+pub struct DirHandle {
+    pub entries: Vec<DirEntry>,
+}
+
+pub enum Handle {
+    File(Arc<FileHandle>),
+    Dir(Arc<DirHandle>),
+}
+
+#[derive(Default)]
+pub struct HandleTable {
+    map: Mutex<HashMap<u64, Handle>>,
+    next: AtomicU64,
+}
+
+impl HandleTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, h: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(fh, h);
+        fh
+    }
+
+    pub fn insert_file(&self, ino: Ino, file: File) -> u64 {
+        self.insert(Handle::File(Arc::new(FileHandle {
+            ino,
+            file,
+            wrote: AtomicBool::new(false),
+        })))
+    }
+
+    pub fn insert_dir(&self, entries: Vec<DirEntry>) -> u64 {
+        self.insert(Handle::Dir(Arc::new(DirHandle { entries })))
+    }
+
+    pub fn file(&self, fh: u64) -> FsResult<Arc<FileHandle>> {
+        match self.lock().get(&fh) {
+            Some(Handle::File(f)) => Ok(f.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn dir(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
+        match self.lock().get(&fh) {
+            Some(Handle::Dir(d)) => Ok(d.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn remove(&self, fh: u64) -> Option<Handle> {
+        self.lock().remove(&fh)
+    }
+
+    /// fstat through handle `fh`, if it is an open file.
+    pub fn fstat(&self, fh: u64) -> Option<FsResult<libc::stat>> {
+        let f = self.file(fh).ok()?;
+        Some(fstat(&f.file))
+    }
+
+    /// fstat through any open handle of `ino` (for an unlinked, open file).
+    pub fn fstat_any(&self, ino: Ino) -> Option<FsResult<libc::stat>> {
+        let f = self.lock().values().find_map(|h| match h {
+            Handle::File(f) if f.ino == ino => Some(f.clone()),
+            _ => None,
+        })?;
+        Some(fstat(&f.file))
+    }
+
+    /// Any open file of `ino`, for operations on an unlinked file.
+    pub fn any_file(&self, ino: Ino) -> Option<Arc<FileHandle>> {
+        self.lock().values().find_map(|h| match h {
+            Handle::File(f) if f.ino == ino => Some(f.clone()),
+            _ => None,
+        })
+    }
+}

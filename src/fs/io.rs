@@ -1,0 +1,143 @@
+//! Opening, reading, writing and closing files. Reads and writes go straight
+//! to the origin's open file (pread/pwrite), so O_APPEND, holes and
+//! concurrent writers behave as on the origin itself.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+use super::inodes::Ino;
+use super::namespace::Need;
+use super::{Core, Ctx, Entry, Located, Target};
+use crate::error::{Errno, FsResult};
+use crate::origin::local::fstat;
+
+/// Open flags the origin must not see: the kernel has handled them.
+const KERNEL_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY;
+
+fn wants_read(flags: i32) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_RDONLY | libc::O_RDWR)
+}
+
+fn wants_write(flags: i32) -> bool {
+    matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR) || flags & libc::O_TRUNC != 0
+}
+
+impl Core {
+    /// Access rules for an open with `flags` in `bucket`.
+    fn allow_open(&self, bucket: usize, flags: i32) -> FsResult<()> {
+        if wants_read(flags) {
+            self.allow(bucket, Need::Get)?;
+        }
+        if wants_write(flags) {
+            self.allow(bucket, Need::Put)?;
+        }
+        Ok(())
+    }
+
+    pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        let Target::Path { bucket, path } = self.target(ino)? else {
+            return Err(Errno::EISDIR);
+        };
+        self.allow_open(bucket, flags)?;
+        let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
+            return Err(Errno::EISDIR);
+        };
+        let file = self
+            .origin(bucket, mount)
+            .open(&rel, flags & !KERNEL_ONLY_FLAGS)?;
+        Ok(self.handles.insert_file(ino, file))
+    }
+
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        ctx: Ctx,
+    ) -> FsResult<(Entry, u64)> {
+        let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        if wants_read(flags) {
+            self.allow(bucket, Need::Get)?;
+        }
+        let file = self.origin(bucket, mount).create(
+            &rel,
+            flags & !(libc::O_CREAT | libc::O_NOCTTY),
+            mode & !umask & 0o7777,
+        )?;
+        self.give_to_caller(bucket, mount, &rel, ctx);
+        let entry = self.finish_new(parent, name, bucket, mount, &rel)?;
+        let fh = self.handles.insert_file(entry.attr.ino.0, file);
+        Ok((entry, fh))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self.handles.file(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match h.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let h = self.handles.file(fh)?;
+        h.wrote.store(true, Ordering::Relaxed);
+        h.file.write_all_at(data, offset).map_err(Errno::from)?;
+        Ok(data.len() as u32)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let h = self.handles.file(fh)?;
+        if datasync {
+            h.file.sync_data().map_err(Errno::from)
+        } else {
+            h.file.sync_all().map_err(Errno::from)
+        }
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        self.handles.remove(fh);
+        Ok(())
+    }
+
+    /// fallocate on an open file (posix_fallocate and friends).
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        use std::os::fd::AsRawFd;
+        let h = self.handles.file(fh)?;
+        // SAFETY: an open fd owned by the handle.
+        crate::error::check(unsafe {
+            libc::fallocate(
+                h.file.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                length as libc::off_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// lseek for SEEK_DATA/SEEK_HOLE on an open file.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        use std::os::fd::AsRawFd;
+        let h = self.handles.file(fh)?;
+        // SAFETY: an open fd owned by the handle; the shared offset is not used by pread/pwrite.
+        let r = unsafe { libc::lseek(h.file.as_raw_fd(), offset, whence) };
+        if r < 0 { Err(Errno::last()) } else { Ok(r) }
+    }
+
+    /// Size of an open file, for callers that need it after writes.
+    pub fn handle_size(&self, fh: u64) -> FsResult<u64> {
+        let h = self.handles.file(fh)?;
+        Ok(fstat(&h.file)?.st_size as u64)
+    }
+}

@@ -1,0 +1,441 @@
+//! Operations that change names and attributes: mkdir, mknod, symlink,
+//! link, unlink, rmdir, rename, setattr — with the access rules of SPEC §2.1
+//! and the placement rules of SPEC §3.1 (rule 5: where new entries go,
+//! rule 6: EXDEV across origins).
+
+use std::ffi::{OsStr, OsString};
+
+use super::inodes::Ino;
+use super::{Core, Ctx, Entry, Located, Target, kind_of_mode};
+use crate::error::{Errno, FsResult};
+use crate::origin::local::{SetTime, fstat};
+use crate::tree::Place;
+
+/// The attribute changes of one setattr request.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+    pub fh: Option<u64>,
+}
+
+/// Which access rule an operation needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Need {
+    Get,
+    Put,
+    Delete,
+}
+
+impl Core {
+    /// The access rules of the bucket (EACCES) and `-o ro` (EROFS).
+    pub(crate) fn allow(&self, bucket: usize, need: Need) -> FsResult<()> {
+        let access = &self.buckets[bucket].access;
+        let enabled = match need {
+            Need::Get => access.get.enable,
+            Need::Put => access.put.enable,
+            Need::Delete => access.delete.enable,
+        };
+        if !matches!(need, Need::Get) && self.opts.read_only {
+            return Err(Errno::EROFS);
+        }
+        if enabled { Ok(()) } else { Err(Errno::EACCES) }
+    }
+
+    fn root_mount_list(&self, bucket: usize) -> Vec<usize> {
+        self.buckets[bucket].tree.root_mounts().collect()
+    }
+
+    fn is_dir_in(&self, bucket: usize, mount: usize, rel: &[OsString]) -> bool {
+        self.origin(bucket, mount)
+            .lstat(rel)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
+    /// Rule 5: the origin and origin path a new entry at `path` goes to.
+    /// The layout's own names (mount points, synthetic directories) exist
+    /// already; synthetic directories take no new entries.
+    fn new_entry_place(
+        &self,
+        bucket: usize,
+        path: &[OsString],
+    ) -> FsResult<(usize, Vec<OsString>)> {
+        let b = &self.buckets[bucket];
+        let parent = &path[..path.len() - 1];
+        if b.tree.is_mount_ancestor(path) {
+            return Err(Errno::EEXIST);
+        }
+        match b.tree.place(path, true) {
+            Place::Hidden => Err(Errno::EACCES),
+            Place::Mount { rel, .. } if rel.is_empty() => Err(Errno::EEXIST),
+            Place::Mount { mount, rel } => {
+                if b.tree.is_mount_ancestor(parent)
+                    && !self.is_dir_in(bucket, mount, &rel[..rel.len() - 1])
+                {
+                    return Err(Errno::EACCES);
+                }
+                Ok((mount, rel))
+            }
+            Place::Root { rel } => {
+                let roots = self.root_mount_list(bucket);
+                match roots.as_slice() {
+                    [] => Err(Errno::EACCES),
+                    // One root mount: let the origin give the exact errno.
+                    [only] => {
+                        if b.tree.is_mount_ancestor(parent)
+                            && !self.is_dir_in(bucket, *only, parent)
+                        {
+                            return Err(Errno::EACCES);
+                        }
+                        Ok((*only, rel))
+                    }
+                    _ => {
+                        if roots
+                            .iter()
+                            .any(|r| self.origin(bucket, *r).lstat(&rel).is_ok())
+                        {
+                            return Err(Errno::EEXIST);
+                        }
+                        roots
+                            .iter()
+                            .find(|r| self.is_dir_in(bucket, **r, parent))
+                            .map(|r| (*r, rel.clone()))
+                            .ok_or(Errno::EACCES)
+                    }
+                }
+            }
+        }
+    }
+
+    /// New entries belong to the caller, as on a local file system: the
+    /// daemon creates them (as root) and hands them over. In a set-gid
+    /// directory the group is inherited instead.
+    pub(crate) fn give_to_caller(&self, bucket: usize, mount: usize, rel: &[OsString], ctx: Ctx) {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || (ctx.uid == 0 && ctx.gid == 0) {
+            return;
+        }
+        let origin = self.origin(bucket, mount);
+        let parent_setgid = origin
+            .lstat(&rel[..rel.len().saturating_sub(1)])
+            .is_ok_and(|st| st.st_mode & libc::S_ISGID != 0);
+        let gid = (!parent_setgid).then_some(ctx.gid);
+        if let Err(e) = origin.chown(rel, Some(ctx.uid), gid) {
+            tracing::warn!(path = ?origin.path_of(rel), error = %e, "cannot give new entry to its creator");
+        }
+    }
+
+    /// Shared tail of every create-like operation: record the new node.
+    pub(crate) fn finish_new(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        bucket: usize,
+        mount: usize,
+        rel: &[OsString],
+    ) -> FsResult<Entry> {
+        let st = self.origin(bucket, mount).lstat(rel)?;
+        let ino = self
+            .inodes_write()
+            .entry(parent, name, kind_of_mode(st.st_mode), None, true);
+        Ok(self.entry_from_stat(ino, &st))
+    }
+
+    pub(crate) fn prepare_new(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+    ) -> FsResult<(usize, usize, Vec<OsString>)> {
+        let (bucket, path) = self.child_path(parent, name)?;
+        self.allow(bucket, Need::Put)?;
+        let (mount, rel) = self.new_entry_place(bucket, &path)?;
+        Ok((bucket, mount, rel))
+    }
+
+    pub fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        ctx: Ctx,
+    ) -> FsResult<Entry> {
+        let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        self.origin(bucket, mount)
+            .mkdir(&rel, mode & !umask & 0o7777)?;
+        self.give_to_caller(bucket, mount, &rel, ctx);
+        self.finish_new(parent, name, bucket, mount, &rel)
+    }
+
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        ctx: Ctx,
+    ) -> FsResult<Entry> {
+        let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        let perm = mode & !umask & 0o7777;
+        self.origin(bucket, mount)
+            .mknod(&rel, (mode & libc::S_IFMT) | perm, rdev)?;
+        self.give_to_caller(bucket, mount, &rel, ctx);
+        self.finish_new(parent, name, bucket, mount, &rel)
+    }
+
+    pub fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr, ctx: Ctx) -> FsResult<Entry> {
+        let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        self.origin(bucket, mount).symlink(target, &rel)?;
+        self.give_to_caller(bucket, mount, &rel, ctx);
+        self.finish_new(parent, name, bucket, mount, &rel)
+    }
+
+    /// Where the second name of a link or rename goes: it must be the same
+    /// origin as the first (`mount`), else EXDEV (rule 6).
+    fn same_origin_dest(
+        &self,
+        bucket: usize,
+        mount: usize,
+        path: &[OsString],
+        must_be_new: bool,
+    ) -> FsResult<Vec<OsString>> {
+        let b = &self.buckets[bucket];
+        if b.tree.is_mount_ancestor(path) {
+            return Err(if must_be_new {
+                Errno::EEXIST
+            } else {
+                Errno::EBUSY
+            });
+        }
+        match b.tree.place(path, true) {
+            Place::Hidden => Err(Errno::EACCES),
+            Place::Mount { rel, .. } if rel.is_empty() => Err(if must_be_new {
+                Errno::EEXIST
+            } else {
+                Errno::EBUSY
+            }),
+            Place::Mount { mount: m2, rel } => {
+                if m2 == mount {
+                    Ok(rel)
+                } else {
+                    Err(Errno::EXDEV)
+                }
+            }
+            Place::Root { rel } => {
+                if !b.tree.mounts[mount].is_root {
+                    return Err(Errno::EXDEV);
+                }
+                let roots = self.root_mount_list(bucket);
+                if roots.len() > 1 {
+                    let visible_elsewhere = roots
+                        .iter()
+                        .take_while(|r| **r != mount)
+                        .any(|r| self.origin(bucket, *r).lstat(&rel).is_ok());
+                    if visible_elsewhere {
+                        return Err(if must_be_new {
+                            Errno::EEXIST
+                        } else {
+                            Errno::EXDEV
+                        });
+                    }
+                    if !self.is_dir_in(bucket, mount, &rel[..rel.len() - 1]) {
+                        return Err(Errno::EXDEV);
+                    }
+                }
+                Ok(rel)
+            }
+        }
+    }
+
+    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Entry> {
+        let Target::Path { bucket, path } = self.target(ino)? else {
+            return Err(Errno::EPERM);
+        };
+        let (b2, path2) = self.child_path(new_parent, new_name)?;
+        if b2 != bucket {
+            return Err(Errno::EXDEV);
+        }
+        self.allow(bucket, Need::Put)?;
+        let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
+            return Err(Errno::EPERM);
+        };
+        let rel2 = self.same_origin_dest(bucket, mount, &path2, true)?;
+        self.origin(bucket, mount).link(&rel, &rel2)?;
+        self.finish_new(new_parent, new_name, bucket, mount, &rel2)
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        let (bucket, path) = self.child_path(parent, name)?;
+        self.allow(bucket, Need::Delete)?;
+        let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
+            return Err(Errno::EISDIR);
+        };
+        self.origin(bucket, mount).unlink(&rel)?;
+        // The same name in later root mounts would reappear: remove it too.
+        if self.buckets[bucket].tree.mounts[mount].is_root {
+            for r in self
+                .root_mount_list(bucket)
+                .into_iter()
+                .filter(|r| *r > mount)
+            {
+                let o = self.origin(bucket, r);
+                if o.lstat(&rel)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR)
+                {
+                    o.unlink(&rel)?;
+                }
+            }
+        }
+        self.inodes_write().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        let (bucket, path) = self.child_path(parent, name)?;
+        self.allow(bucket, Need::Delete)?;
+        let b = &self.buckets[bucket];
+        let (mount, rel) = match self.locate(bucket, &path)? {
+            Located::Synthetic => return Err(Errno::EBUSY),
+            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY),
+            Located::Origin { mount, rel, .. } => (mount, rel),
+        };
+        if b.tree.is_mount_ancestor(&path) {
+            return Err(Errno::ENOTEMPTY);
+        }
+        if b.tree.mounts[mount].is_root {
+            let holders: Vec<usize> = self
+                .root_mount_list(bucket)
+                .into_iter()
+                .filter(|r| self.is_dir_in(bucket, *r, &rel))
+                .collect();
+            if holders.len() > 1 {
+                for r in &holders {
+                    if !self.origin(bucket, *r).read_dir(&rel)?.is_empty() {
+                        return Err(Errno::ENOTEMPTY);
+                    }
+                }
+                for r in &holders {
+                    self.origin(bucket, *r).rmdir(&rel)?;
+                }
+                self.inodes_write().detach(parent, name);
+                return Ok(());
+            }
+        }
+        self.origin(bucket, mount).rmdir(&rel)?;
+        self.inodes_write().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        let (bucket, path) = self.child_path(parent, name)?;
+        let (b2, path2) = self.child_path(new_parent, new_name)?;
+        if b2 != bucket {
+            return Err(Errno::EXDEV);
+        }
+        self.allow(bucket, Need::Delete)?;
+        self.allow(bucket, Need::Put)?;
+        let b = &self.buckets[bucket];
+        let (mount, rel) = match self.locate(bucket, &path)? {
+            Located::Synthetic => return Err(Errno::EBUSY),
+            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY),
+            Located::Origin { mount, rel, .. } => (mount, rel),
+        };
+        if b.tree.is_mount_ancestor(&path) {
+            return Err(Errno::EBUSY);
+        }
+        let rel2 = self.same_origin_dest(bucket, mount, &path2, false)?;
+        self.origin(bucket, mount).rename(&rel, &rel2, flags)?;
+        let mut inodes = self.inodes_write();
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            inodes.exchange(parent, name, new_parent, new_name);
+        } else {
+            inodes.rename(parent, name, new_parent, new_name);
+        }
+        Ok(())
+    }
+
+    pub fn setattr(&self, ino: Ino, s: SetAttr) -> FsResult<Entry> {
+        // An open handle is the only way to an unlinked file.
+        let by_handle = match s.fh {
+            Some(fh) => self.handles.file(fh).ok(),
+            None => None,
+        };
+        let (bucket, mount, rel) = match self.target(ino) {
+            Ok(Target::MountRoot) => return Err(Errno::EACCES),
+            Ok(Target::Path { bucket, path }) => match self.locate(bucket, &path)? {
+                Located::Synthetic => return Err(Errno::EACCES),
+                Located::Origin { mount, rel, .. } => (bucket, mount, rel),
+            },
+            Err(e) => {
+                let f = by_handle.or_else(|| self.handles.any_file(ino)).ok_or(e)?;
+                return self.setattr_fd(ino, &f.file, &s);
+            }
+        };
+        self.allow(bucket, Need::Put)?;
+        let origin = self.origin(bucket, mount);
+        if s.uid.is_some() || s.gid.is_some() {
+            origin.chown(&rel, s.uid, s.gid)?;
+        }
+        if let Some(mode) = s.mode {
+            origin.chmod(&rel, mode & 0o7777)?;
+        }
+        if let Some(size) = s.size {
+            match &by_handle {
+                Some(f) => f.file.set_len(size).map_err(Errno::from)?,
+                None => origin.truncate(&rel, size)?,
+            }
+        }
+        if s.atime.is_some() || s.mtime.is_some() {
+            origin.utimens(
+                &rel,
+                s.atime.unwrap_or(SetTime::Omit),
+                s.mtime.unwrap_or(SetTime::Omit),
+            )?;
+        }
+        let st = origin.lstat(&rel)?;
+        Ok(self.entry_from_stat(ino, &st))
+    }
+
+    fn setattr_fd(&self, ino: Ino, file: &std::fs::File, s: &SetAttr) -> FsResult<Entry> {
+        use std::os::fd::AsRawFd;
+        if self.opts.read_only {
+            return Err(Errno::EROFS);
+        }
+        let fd = file.as_raw_fd();
+        if s.uid.is_some() || s.gid.is_some() {
+            // SAFETY: an open fd; u32::MAX leaves an id unchanged.
+            crate::error::check(unsafe {
+                libc::fchown(fd, s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX))
+            })?;
+        }
+        if let Some(mode) = s.mode {
+            // SAFETY: an open fd.
+            crate::error::check(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) })?;
+        }
+        if let Some(size) = s.size {
+            file.set_len(size).map_err(Errno::from)?;
+        }
+        if s.atime.is_some() || s.mtime.is_some() {
+            let times = [
+                s.atime.unwrap_or(SetTime::Omit).timespec(),
+                s.mtime.unwrap_or(SetTime::Omit).timespec(),
+            ];
+            // SAFETY: an open fd and a two-element timespec array.
+            crate::error::check(unsafe { libc::futimens(fd, times.as_ptr()) })?;
+        }
+        let st = fstat(file)?;
+        Ok(self.entry_from_stat(ino, &st))
+    }
+}
