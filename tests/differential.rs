@@ -1550,6 +1550,8 @@ struct Run {
     /// Pause between the two sides (self-check only): every implicit time
     /// then differs, so a pin rule that is too loose shows up.
     skew: std::time::Duration,
+    /// The daemon's log, whose tail goes into failure messages.
+    log: Option<PathBuf>,
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> String {
@@ -1584,6 +1586,7 @@ impl Run {
             stats: BTreeMap::new(),
             mtimes_compared: 0,
             skew: std::time::Duration::ZERO,
+            log: None,
         }
     }
 
@@ -1604,6 +1607,14 @@ impl Run {
         );
         for (i, op, r) in &self.history {
             s.push_str(&format!("  #{i}: {op} => {r}\n"));
+        }
+        if let Some(log) = &self.log {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            s.push_str(&format!("daemon log tail ({}):\n", log.display()));
+            for l in &lines[lines.len().saturating_sub(30)..] {
+                s.push_str(&format!("  {l}\n"));
+            }
         }
         panic!("{s}");
     }
@@ -1790,20 +1801,17 @@ fn with_umask<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     }
 }
 
-/// A bare directory and a storgate mount of an equal, empty origin.
+/// A bare directory and a storgate mount of an equal, empty origin, all in
+/// one scratch directory (`<root>/bare`, `<root>/origin`, `<root>/mnt`).
 struct Pair {
     mount: common::Mount,
-    dir: tempfile::TempDir,
 }
 
 impl Pair {
     fn start() -> Pair {
-        let dir = tempfile::Builder::new()
-            .prefix("storgate-diff-")
-            .tempdir()
-            .expect("tempdir");
-        let origin = dir.path().join("origin");
-        let bare = dir.path().join("bare");
+        let root = common::scratch();
+        let origin = root.path().join("origin");
+        let bare = root.path().join("bare");
         for d in [&origin, &bare] {
             std::fs::create_dir(d).expect("mkdir");
             let c = cpath(d, "");
@@ -1811,22 +1819,26 @@ impl Pair {
             assert_eq!(unsafe { libc::chmod(c.as_ptr(), 0o755) }, 0);
         }
         let config = serde_json::json!({
-            "stateDir": dir.path().join("state"),
+            "stateDir": root.path().join("state"),
             "buckets": [{
                 "meta": {"name": "b"},
                 "mounts": [{"mountPoint": null, "originPath": origin}],
             }],
         });
-        let mount = common::Mount::start(&config, &["--bucket", "b"]);
-        Pair { mount, dir }
+        let mount = common::Mount::start_in(root, &config, &["--bucket", "b"]);
+        Pair { mount }
     }
 
     fn bare(&self) -> PathBuf {
-        self.dir.path().join("bare")
+        self.mount.root.path().join("bare")
     }
 
     fn mnt(&self) -> PathBuf {
         self.mount.mnt.clone()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.mount.root.path().join("storgate.log")
     }
 }
 
@@ -1842,8 +1854,12 @@ fn random_ops() {
     let seed = env_u64("STORGATE_DIFF_SEED").unwrap_or_else(random_seed);
     let ops = ops_from_env();
     let pair = Pair::start();
-    let (bare, mnt) = (pair.bare(), pair.mnt());
-    with_umask(move || Run::new(seed, ops, &bare, &mnt).run());
+    let (bare, mnt, log) = (pair.bare(), pair.mnt(), pair.log());
+    with_umask(move || {
+        let mut r = Run::new(seed, ops, &bare, &mnt);
+        r.log = Some(log);
+        r.run()
+    });
     drop(pair);
 }
 
@@ -1869,9 +1885,10 @@ fn self_check_bare_vs_bare() {
 /// A fixed sequence run through the same comparison.
 fn scripted(ops: Vec<Op>) {
     let pair = Pair::start();
-    let (bare, mnt) = (pair.bare(), pair.mnt());
+    let (bare, mnt, log) = (pair.bare(), pair.mnt(), pair.log());
     with_umask(move || {
         let mut r = Run::new(0, ops.len(), &bare, &mnt);
+        r.log = Some(log);
         for (i, op) in ops.iter().enumerate() {
             r.step(i, op);
         }
