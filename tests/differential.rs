@@ -254,6 +254,11 @@ enum Op {
     FdClose {
         slot: usize,
     },
+    /// lstat both: whether they are the same inode (hard links).
+    SameInode {
+        a: String,
+        b: String,
+    },
 }
 
 impl Op {
@@ -289,6 +294,7 @@ impl Op {
             Op::FdStat { .. } => "fstat",
             Op::FdSync { .. } => "fsync",
             Op::FdClose { .. } => "close",
+            Op::SameInode { .. } => "same_ino",
         }
     }
 }
@@ -452,6 +458,9 @@ impl fmt::Display for Op {
             Op::FdStat { slot } => write!(f, "fstat(fd{slot})"),
             Op::FdSync { slot } => write!(f, "fsync(fd{slot})"),
             Op::FdClose { slot } => write!(f, "close(fd{slot})"),
+            Op::SameInode { a, b } => {
+                write!(f, "lstat({:?}).st_ino == lstat({:?}).st_ino", sp(a), sp(b))
+            }
         }
     }
 }
@@ -957,6 +966,13 @@ impl Side {
                 Some(fd) => close(fd).map(|_| Out::Unit),
                 None => Err(Errno(libc::EBADF)),
             },
+            Op::SameInode { a, b } => {
+                let x = do_stat(&self.p(a), false)?;
+                let y = do_stat(&self.p(b), false)?;
+                Ok(Out::N(
+                    ((x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)) as i64,
+                ))
+            }
         }
     }
 }
@@ -969,11 +985,14 @@ struct Entry {
     st: St,
     target: Option<String>,
     content: Option<Bytes>,
+    /// For a non-directory with more names: the first path (in walk order)
+    /// naming the same inode, so hard links must be one inode on both sides.
+    same_as: Option<String>,
 }
 
 /// All entries below `root` (not following symlinks), sorted by path.
 fn walk(root: &Path) -> Vec<Entry> {
-    fn rec(root: &Path, rel: &str, out: &mut Vec<Entry>) {
+    fn rec(root: &Path, rel: &str, out: &mut Vec<Entry>, inodes: &mut HashMap<(u64, u64), String>) {
         let names = match read_dir(root, rel) {
             Ok(n) => n,
             Err(e) => panic!(
@@ -998,7 +1017,16 @@ fn walk(root: &Path) -> Vec<Entry> {
                 st,
                 target: None,
                 content: None,
+                same_as: None,
             };
+            if st.kind != 'd' && st.nlink > 1 {
+                e.same_as = Some(
+                    inodes
+                        .entry((s.st_dev, s.st_ino))
+                        .or_insert_with(|| p.clone())
+                        .clone(),
+                );
+            }
             match st.kind {
                 'l' => e.target = read_link(&c).ok(),
                 'f' => {
@@ -1008,12 +1036,12 @@ fn walk(root: &Path) -> Vec<Entry> {
             }
             out.push(e);
             if st.kind == 'd' {
-                rec(root, &p, out);
+                rec(root, &p, out, inodes);
             }
         }
     }
     let mut out = Vec::new();
-    rec(root, "", &mut out);
+    rec(root, "", &mut out, &mut HashMap::new());
     out
 }
 
@@ -1476,7 +1504,8 @@ impl Pins {
             | Op::FdRead { .. }
             | Op::FdStat { .. }
             | Op::FdSync { .. }
-            | Op::FdClose { .. } => {}
+            | Op::FdClose { .. }
+            | Op::SameInode { .. } => {}
         }
         for (p, follow) in paths {
             if let Some(ino) = Self::ino(root, p, follow) {
@@ -1668,15 +1697,17 @@ impl Run {
                 && x != y
             {
                 msg.push_str(&format!(
-                    "  {:?}: bare {:?} target={:?} content={:?}\n  {:?}: mount {:?} target={:?} content={:?}\n",
+                    "  {:?}: bare {:?} target={:?} content={:?} same_inode_as={:?}\n  {:?}: mount {:?} target={:?} content={:?} same_inode_as={:?}\n",
                     sp(&x.path),
                     x.st,
                     x.target,
                     x.content,
+                    x.same_as,
                     sp(&y.path),
                     y.st,
                     y.target,
-                    y.content
+                    y.content,
+                    y.same_as
                 ));
                 if let (Some(c), Some(d)) = (&x.content, &y.content)
                     && c != d
@@ -1731,6 +1762,7 @@ impl Run {
                 | Op::FdRead { .. }
                 | Op::FdStat { .. }
                 | Op::FdSync { .. }
+                | Op::SameInode { .. }
         );
         if !readonly {
             self.genr.tree = list(&self.bare.root);
@@ -2108,6 +2140,10 @@ fn hard_link_chmod_one_stat_other() {
         },
         stat("a"),
         stat("d/b"),
+        Op::SameInode {
+            a: s("a"),
+            b: s("d/b"),
+        },
         Op::Chmod {
             path: s("a"),
             mode: 0o600,
