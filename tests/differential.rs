@@ -254,6 +254,10 @@ enum Op {
     FdClose {
         slot: usize,
     },
+    /// statvfs: the fields that do not move with usage.
+    Statfs {
+        path: String,
+    },
     /// lstat both: whether they are the same inode (hard links).
     SameInode {
         a: String,
@@ -295,6 +299,7 @@ impl Op {
             Op::FdSync { .. } => "fsync",
             Op::FdClose { .. } => "close",
             Op::SameInode { .. } => "same_ino",
+            Op::Statfs { .. } => "statfs",
         }
     }
 }
@@ -458,6 +463,7 @@ impl fmt::Display for Op {
             Op::FdStat { slot } => write!(f, "fstat(fd{slot})"),
             Op::FdSync { slot } => write!(f, "fsync(fd{slot})"),
             Op::FdClose { slot } => write!(f, "close(fd{slot})"),
+            Op::Statfs { path } => write!(f, "statvfs({:?})", sp(path)),
             Op::SameInode { a, b } => {
                 write!(f, "lstat({:?}).st_ino == lstat({:?}).st_ino", sp(a), sp(b))
             }
@@ -598,6 +604,8 @@ enum Out {
     Names(Vec<(String, char)>),
     Stat(St),
     Target(String),
+    /// statvfs: bsize, frsize, blocks, files, namemax.
+    Fs([u64; 5]),
     /// The explicitly set (atime, mtime) read back after utimensat.
     Times(Option<(i64, i64)>, Option<(i64, i64)>),
 }
@@ -966,6 +974,18 @@ impl Side {
                 Some(fd) => close(fd).map(|_| Out::Unit),
                 None => Err(Errno(libc::EBADF)),
             },
+            Op::Statfs { path } => {
+                // SAFETY: zeroed statvfs is a valid out-parameter.
+                let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+                check(unsafe { libc::statvfs(self.p(path).as_ptr(), &mut v) })?;
+                Ok(Out::Fs([
+                    v.f_bsize as u64,
+                    v.f_frsize as u64,
+                    v.f_blocks as u64,
+                    v.f_files as u64,
+                    v.f_namemax as u64,
+                ]))
+            }
             Op::SameInode { a, b } => {
                 let x = do_stat(&self.p(a), false)?;
                 let y = do_stat(&self.p(b), false)?;
@@ -1412,6 +1432,7 @@ impl Gen {
             },
             960..975 => Op::FdStat { slot },
             975..980 => Op::FdSync { slot },
+            980..985 => Op::Statfs { path: self.path() },
             _ => Op::FdClose { slot },
         }
     }
@@ -1505,6 +1526,7 @@ impl Pins {
             | Op::FdStat { .. }
             | Op::FdSync { .. }
             | Op::FdClose { .. }
+            | Op::Statfs { .. }
             | Op::SameInode { .. } => {}
         }
         for (p, follow) in paths {
@@ -1581,6 +1603,8 @@ struct Run {
     skew: std::time::Duration,
     /// The daemon's log, whose tail goes into failure messages.
     log: Option<PathBuf>,
+    /// A fixed sequence, not a seeded one.
+    scripted: bool,
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> String {
@@ -1616,10 +1640,14 @@ impl Run {
             mtimes_compared: 0,
             skew: std::time::Duration::ZERO,
             log: None,
+            scripted: false,
         }
     }
 
     fn replay_hint(&self) -> String {
+        if self.scripted {
+            return "scripted sequence (no seed): rerun this #[test]".to_string();
+        }
         format!(
             "replay: STORGATE_DIFF_SEED={} STORGATE_DIFF_OPS={} cargo test --test differential random_ops -- --nocapture",
             self.seed, self.ops
@@ -1763,6 +1791,7 @@ impl Run {
                 | Op::FdStat { .. }
                 | Op::FdSync { .. }
                 | Op::SameInode { .. }
+                | Op::Statfs { .. }
         );
         if !readonly {
             self.genr.tree = list(&self.bare.root);
@@ -1921,6 +1950,7 @@ fn scripted(ops: Vec<Op>) {
     with_umask(move || {
         let mut r = Run::new(0, ops.len(), &bare, &mnt);
         r.log = Some(log);
+        r.scripted = true;
         for (i, op) in ops.iter().enumerate() {
             r.step(i, op);
         }
@@ -2294,6 +2324,56 @@ fn holes_append_and_truncate() {
             len: 70_000,
         },
         stat("a"),
+        read("a"),
+    ]);
+}
+
+#[test]
+fn fstat_directory_fd_after_rmdir() {
+    scripted(vec![
+        Op::Mkdir {
+            path: s("d"),
+            mode: 0o755,
+        },
+        Op::FdOpen {
+            slot: 0,
+            path: s("d"),
+            flags: libc::O_RDONLY | libc::O_DIRECTORY,
+            mode: 0,
+        },
+        Op::Rmdir { path: s("d") },
+        Op::FdStat { slot: 0 },
+        Op::Mkdir {
+            path: s("d"),
+            mode: 0o700,
+        },
+        Op::FdStat { slot: 0 },
+        stat("d"),
+        Op::FdClose { slot: 0 },
+    ]);
+}
+
+#[test]
+fn statfs_and_fsync() {
+    scripted(vec![
+        Op::Statfs { path: s("") },
+        create("a"),
+        Op::Statfs { path: s("a") },
+        Op::Statfs { path: s("missing") },
+        Op::FdOpen {
+            slot: 0,
+            path: s("a"),
+            flags: libc::O_RDWR,
+            mode: 0,
+        },
+        Op::FdWrite {
+            slot: 0,
+            off: 3,
+            len: 10,
+            fill: 1,
+        },
+        Op::FdSync { slot: 0 },
+        Op::FdClose { slot: 0 },
         read("a"),
     ]);
 }
