@@ -1603,8 +1603,10 @@ struct Run {
     skew: std::time::Duration,
     /// The daemon's log, whose tail goes into failure messages.
     log: Option<PathBuf>,
-    /// A fixed sequence, not a seeded one.
+    /// A fixed sequence, not a seeded one: it goes on after a mismatch and
+    /// reports every one at the end.
     scripted: bool,
+    mismatches: Vec<String>,
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> String {
@@ -1641,6 +1643,7 @@ impl Run {
             skew: std::time::Duration::ZERO,
             log: None,
             scripted: false,
+            mismatches: Vec::new(),
         }
     }
 
@@ -1656,11 +1659,12 @@ impl Run {
 
     fn fail(&self, what: String) -> ! {
         let mut s = format!(
-            "differential mismatch (seed={}, bare={}, mount={})\n{what}\n{}\nlast operations (bare result):\n",
+            "differential mismatch (seed={}, bare={}, mount={})\n{what}\n{}\n{} operations (bare result):\n",
             self.seed,
             self.bare.root.display(),
             self.mnt.root.display(),
-            self.replay_hint()
+            self.replay_hint(),
+            if self.scripted { "all" } else { "last" }
         );
         for (i, op, r) in &self.history {
             s.push_str(&format!("  #{i}: {op} => {r}\n"));
@@ -1676,7 +1680,15 @@ impl Run {
         panic!("{s}");
     }
 
-    fn compare_trees(&self, at: usize) {
+    fn mismatch(&mut self, what: String) {
+        if self.scripted {
+            self.mismatches.push(what);
+        } else {
+            self.fail(what);
+        }
+    }
+
+    fn compare_trees(&mut self, at: usize) {
         let b = walk(&self.bare.root);
         let m = walk(&self.mnt.root);
         let norm = |v: Vec<Entry>| -> Vec<Entry> {
@@ -1744,7 +1756,7 @@ impl Run {
                 }
             }
         }
-        self.fail(msg);
+        self.mismatch(msg);
     }
 
     fn step(&mut self, i: usize, op: &Op) {
@@ -1763,7 +1775,7 @@ impl Run {
             Err(e) => format!("Err({e:?})"),
         };
         self.history.push_back((i, op.to_string(), shown));
-        if self.history.len() > 20 {
+        if self.history.len() > 20 && !self.scripted {
             self.history.pop_front();
         }
         if rb != rm {
@@ -1771,7 +1783,7 @@ impl Run {
             if let (Ok(Out::Data(a)), Ok(Out::Data(b))) = (&rb, &rm) {
                 msg.push_str(&format!("  {}\n", first_diff(&a.0, &b.0)));
             }
-            self.fail(msg);
+            self.mismatch(msg);
         }
         let st = self.stats.entry(op.kind()).or_default();
         match &rb {
@@ -1955,6 +1967,10 @@ fn scripted(ops: Vec<Op>) {
             r.step(i, op);
         }
         r.compare_trees(ops.len());
+        if !r.mismatches.is_empty() {
+            let all = r.mismatches.join("\n");
+            r.fail(format!("{} mismatch(es):\n{all}", r.mismatches.len()));
+        }
     });
     drop(pair);
 }
