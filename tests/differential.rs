@@ -9,7 +9,9 @@
 //!
 //! Replay: `STORGATE_DIFF_SEED=<u64> STORGATE_DIFF_OPS=<n> cargo test --test
 //! differential random_ops -- --nocapture`. The seed is printed at start and
-//! in every failure message.
+//! in every failure message. With `STORGATE_DIFF_MINIMIZE=1` a failing
+//! run also shrinks the operation sequence (replaying candidates in fresh
+//! subdirectories of the same mount) and prints the smallest one found.
 
 mod common;
 
@@ -1606,6 +1608,8 @@ struct Run {
     /// A fixed sequence, not a seeded one: it goes on after a mismatch and
     /// reports every one at the end.
     scripted: bool,
+    /// Collect mismatches instead of panicking at the first.
+    collect: bool,
     mismatches: Vec<String>,
 }
 
@@ -1643,6 +1647,7 @@ impl Run {
             skew: std::time::Duration::ZERO,
             log: None,
             scripted: false,
+            collect: false,
             mismatches: Vec::new(),
         }
     }
@@ -1681,7 +1686,7 @@ impl Run {
     }
 
     fn mismatch(&mut self, what: String) {
-        if self.scripted {
+        if self.collect {
             self.mismatches.push(what);
         } else {
             self.fail(what);
@@ -1811,6 +1816,82 @@ impl Run {
         self.genr.open_slots = (0..SLOTS).filter(|&i| self.bare.fds[i].is_some()).collect();
     }
 
+    /// Replays `ops` in fresh subdirectories `min<k>` of both roots; the
+    /// mismatches it shows (a panic counts as one).
+    fn replay(&self, ops: &[Op], k: usize) -> Vec<String> {
+        let name = format!("min{k}");
+        let (b, m) = (self.bare.root.join(&name), self.mnt.root.join(&name));
+        for d in [&b, &m] {
+            if let Err(e) = std::fs::create_dir(d) {
+                return vec![format!("mkdir {}: {e}", d.display())];
+            }
+        }
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut r = Run::new(0, ops.len(), &b, &m);
+            r.scripted = true;
+            r.collect = true;
+            for (i, op) in ops.iter().enumerate() {
+                r.step(i, op);
+                if !r.mismatches.is_empty() {
+                    return r.mismatches.clone();
+                }
+            }
+            for slot in 0..SLOTS {
+                if r.bare.fds[slot].is_some() || r.mnt.fds[slot].is_some() {
+                    r.step(ops.len() + slot, &Op::FdClose { slot });
+                }
+            }
+            r.compare_trees(ops.len());
+            r.mismatches.clone()
+        }));
+        res.unwrap_or_else(|_| vec!["panic during replay".to_string()])
+    }
+
+    /// Shrinks a failing prefix of operations by removing chunks while the
+    /// replay still shows a mismatch (STORGATE_DIFF_MINIMIZE=1).
+    fn minimize(&self, mut ops: Vec<Op>) -> String {
+        let mut k = 0;
+        if self.replay(&ops, k).is_empty() {
+            return format!(
+                "minimize: the {} operations do not fail again when replayed in a fresh directory (timing or state dependent)",
+                ops.len()
+            );
+        }
+        let mut chunk = ops.len().div_ceil(2);
+        loop {
+            let mut removed = false;
+            let mut i = 0;
+            while i < ops.len() && ops.len() > 1 {
+                let end = (i + chunk).min(ops.len());
+                let mut cand = ops[..i].to_vec();
+                cand.extend_from_slice(&ops[end..]);
+                k += 1;
+                if !self.replay(&cand, k).is_empty() {
+                    ops = cand;
+                    removed = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk == 1 && !removed {
+                break;
+            }
+            chunk = (chunk / 2).max(1);
+        }
+        k += 1;
+        let shown = self.replay(&ops, k);
+        let mut s = format!("minimized to {} operation(s) ({k} replays):\n", ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            s.push_str(&format!("  #{i}: {op}\n"));
+        }
+        s.push_str("which gives:\n");
+        for m in shown {
+            s.push_str(&m);
+            s.push('\n');
+        }
+        s
+    }
+
     fn run(&mut self) {
         eprintln!(
             "differential: seed={} ops={} ({})",
@@ -1818,11 +1899,23 @@ impl Run {
             self.ops,
             self.replay_hint()
         );
+        let minimize = env_u64("STORGATE_DIFF_MINIMIZE").unwrap_or(0) != 0;
+        self.collect = minimize;
+        let mut done = Vec::new();
         for i in 0..self.ops {
             let op = self.genr.op();
             self.step(i, &op);
+            if minimize {
+                done.push(op);
+            }
             if (i + 1) % CHECK_EVERY == 0 {
                 self.compare_trees(i);
+            }
+            if !self.mismatches.is_empty() {
+                let first = self.mismatches[0].clone();
+                let report = self.minimize(done);
+                self.collect = false;
+                self.fail(format!("{first}\n{report}"));
             }
         }
         // Close every handle, then compare once more.
@@ -1963,6 +2056,7 @@ fn scripted(ops: Vec<Op>) {
         let mut r = Run::new(0, ops.len(), &bare, &mnt);
         r.log = Some(log);
         r.scripted = true;
+        r.collect = true;
         for (i, op) in ops.iter().enumerate() {
             r.step(i, op);
         }
@@ -2391,5 +2485,70 @@ fn statfs_and_fsync() {
         Op::FdSync { slot: 0 },
         Op::FdClose { slot: 0 },
         read("a"),
+    ]);
+}
+
+#[test]
+fn hard_link_content_coherence() {
+    scripted(vec![
+        create("a"),
+        Op::Link {
+            from: s("a"),
+            to: s("b"),
+        },
+        read("b"),
+        stat("b"),
+        write_at("a", 0, 3000, 7),
+        stat("b"),
+        read("b"),
+        Op::Truncate {
+            path: s("a"),
+            len: 10,
+        },
+        stat("b"),
+        read("b"),
+        Op::Append {
+            path: s("b"),
+            len: 5,
+            fill: 1,
+        },
+        read("a"),
+        // The other direction: write through the new name, look through
+        // the old one.
+        stat("a"),
+        write_at("b", 100, 2000, 3),
+        stat("a"),
+        read("a"),
+        Op::Mkdir {
+            path: s("d"),
+            mode: 0o755,
+        },
+        Op::Link {
+            from: s("a"),
+            to: s("d/c"),
+        },
+        stat("a"),
+        write_at("d/c", 5000, 10, 4),
+        stat("a"),
+        stat("b"),
+        read("b"),
+    ]);
+}
+
+#[test]
+fn hard_link_write_new_name_stat_old() {
+    scripted(vec![
+        Op::Mkdir {
+            path: s("d"),
+            mode: 0o755,
+        },
+        create("d/e"),
+        Op::Link {
+            from: s("d/e"),
+            to: s("e"),
+        },
+        write_at("e", 100, 3741, 166),
+        stat("d/e"),
+        read("d/e"),
     ]);
 }
