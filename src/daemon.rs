@@ -32,6 +32,8 @@ pub struct MountOpts {
     pub read_only: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `-o no_passthrough`: serve every read and write in the daemon.
+    pub no_passthrough: bool,
 }
 
 /// Options that mount(8) and fstab pass along and that mean nothing here.
@@ -67,6 +69,7 @@ pub fn parse_options(raw: &[String]) -> Result<MountOpts, String> {
         match opt.split_once('=') {
             None if opt == "allow_other" => o.allow_other = true,
             None if opt == "ro" => o.read_only = true,
+            None if opt == "no_passthrough" => o.no_passthrough = true,
             None if IGNORED_OPTIONS.contains(&opt) => {}
             Some(("uid", v)) => {
                 o.uid = Some(v.parse().map_err(|_| format!("-o uid={v}: not a number"))?)
@@ -151,7 +154,7 @@ pub fn run_mount(args: MountArgs) -> i32 {
         }
         Err(errors) => {
             for e in errors {
-                eprintln!("{}: {}", e.path, e.message);
+                eprintln!("{e}");
             }
             return 2;
         }
@@ -203,6 +206,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -316,7 +320,11 @@ fn serve(
     fuse_config.n_threads = Some(worker_threads());
     fuse_config.clone_fd = true;
 
-    let session = fuser::Session::new(FuseFs::new(core.clone()), mountpoint, &fuse_config);
+    let session = fuser::Session::new(
+        FuseFs::new(core.clone(), !opts.no_passthrough),
+        mountpoint,
+        &fuse_config,
+    );
     let mut session = match session {
         Ok(s) => s,
         Err(e) => {
@@ -398,7 +406,8 @@ mod tests {
                 allow_other: true,
                 read_only: true,
                 uid: Some(12),
-                gid: Some(34)
+                gid: Some(34),
+                no_passthrough: false,
             }
         );
         assert_eq!(

@@ -286,6 +286,43 @@ fn sigint_unmounts_and_exits_0() {
     );
 }
 
+/// A busy mount (open file, a process's cwd inside) cannot be unmounted
+/// normally: SIGTERM must still take it out of the tree at once (lazy
+/// detach), keep serving the open file, and exit 0 when the last user leaves.
+#[test]
+fn sigterm_on_a_busy_mount_detaches_and_exits_when_released() {
+    use std::io::Read;
+    let mut m = Mount::start(&simple_config(), &[]);
+    fs::write(m.at("b/f"), "still readable").unwrap();
+    let mut open = fs::File::open(m.at("b/f")).unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .current_dir(m.at("b"))
+        .spawn()
+        .unwrap();
+    m.signal(libc::SIGTERM);
+    let mnt = m.mnt.clone();
+    let gone = poll_until(Duration::from_secs(10), || !is_fuse_mounted(&mnt));
+    let mut buf = String::new();
+    let read = open.read_to_string(&mut buf).map(|_| buf);
+    drop(open);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let st = m.wait_exit(Duration::from_secs(10));
+    assert!(gone, "busy mount still in mountinfo 10 s after SIGTERM");
+    assert_eq!(
+        read.ok().as_deref(),
+        Some("still readable"),
+        "an open file keeps working after the detach"
+    );
+    assert_eq!(
+        st.status.and_then(|s| s.code()),
+        Some(0),
+        "exit once the busy mount was released: {st:?}; log:\n{}",
+        m.log()
+    );
+}
+
 #[test]
 fn ro_option_gives_erofs() {
     let root = scratch();

@@ -303,8 +303,16 @@ fn editor_style_save_replaces_target() {
         f.write_all(b"new line\n").unwrap();
         f.sync_all().unwrap();
     }
+    let tmp_ino = fs::metadata(m.scratch_path("o1/.doc.txt.swp"))
+        .unwrap()
+        .ino();
     fs::rename(m.at(".doc.txt.swp"), m.at("doc.txt")).unwrap();
     assert_eq!(read(&m.at("doc.txt")), "new line\n");
+    assert_eq!(
+        fs::metadata(m.scratch_path("o1/doc.txt")).unwrap().ino(),
+        tmp_ino,
+        "the temp file itself now is doc.txt"
+    );
     assert_eq!(read(&m.scratch_path("o1/doc.txt")), "new line\n");
     assert_eq!(
         names(&m.mnt),
@@ -312,6 +320,8 @@ fn editor_style_save_replaces_target() {
     );
 
     // sed -i: a real tool writing a temp file and renaming it over the target.
+    let ino = |m: &Mount| fs::metadata(m.scratch_path("o1/doc.txt")).unwrap().ino();
+    let before = ino(&m);
     run_ok(
         Command::new("sed")
             .arg("-i")
@@ -319,12 +329,19 @@ fn editor_style_save_replaces_target() {
             .arg(m.at("doc.txt")),
     );
     assert_eq!(read(&m.scratch_path("o1/doc.txt")), "sed line\n");
+    assert_ne!(ino(&m), before, "sed -i replaced the file by rename");
+    let before = ino(&m);
 
-    // vim with a swap file and a write backup (rename dance), saving in place.
+    // vim with a swap file and a write backup: backupcopy=no renames the
+    // original to doc.txt~ and writes a new doc.txt (backupskip= because the
+    // default skips backups under /tmp).
     run_ok(
         Command::new("vim")
             .args(["-u", "NONE", "-i", "NONE", "-N", "-Es"])
-            .args(["-c", "set backup writebackup backupcopy=no backupdir=."])
+            .args([
+                "-c",
+                "set backup writebackup backupcopy=no backupdir=. backupskip=",
+            ])
             .args(["-c", "%s/sed/vim/", "-c", "wq"])
             .arg("doc.txt")
             .current_dir(&m.mnt)
@@ -332,6 +349,7 @@ fn editor_style_save_replaces_target() {
     );
     assert_eq!(read(&m.at("doc.txt")), "vim line\n");
     assert_eq!(read(&m.scratch_path("o1/doc.txt")), "vim line\n");
+    assert_ne!(ino(&m), before, "vim (backupcopy=no) wrote a new file");
     let mut left = names(&m.mnt);
     left.retain(|n| n != "doc.txt~"); // vim's kept backup (set backup) is fine
     assert_eq!(
@@ -522,4 +540,50 @@ fn df_on_the_mount() {
     let mnt_s: PathBuf = m.mnt.clone();
     run_ok(Command::new("df").arg("-i").arg(&mnt_s));
     run_ok(Command::new("df").arg("-h").arg(m.at("other")));
+}
+
+#[test]
+fn concurrent_writers_and_readers() {
+    let m = tool_mount();
+    let mnt = m.mnt.clone();
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let mnt = mnt.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let p = mnt.join(format!("w{w}-{i}.txt"));
+                    let body = format!("writer {w} file {i}\n").repeat(200 + i);
+                    fs::write(&p, &body).unwrap();
+                    assert_eq!(fs::read_to_string(&p).unwrap(), body);
+                }
+            })
+        })
+        .collect();
+    // shell readers in separate processes while the writers run
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            KillOnDrop(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("for i in $(seq 1 30); do cat ./* >/dev/null 2>&1; ls -l . >/dev/null; done")
+                    .current_dir(&mnt)
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    for mut r in readers {
+        let st = r.0.wait().unwrap();
+        assert!(st.success() || st.code() == Some(1), "reader: {st}");
+    }
+    let n = names(&m.scratch_path("o1")).len();
+    assert_eq!(n, 120, "all files written to the origin");
+    for w in 0..6 {
+        let body = format!("writer {w} file 19\n").repeat(219);
+        assert_eq!(read(&m.scratch_path(&format!("o1/w{w}-19.txt"))), body);
+    }
 }

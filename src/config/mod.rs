@@ -1,165 +1,201 @@
-//! The configuration model of SPEC §2–§7, its loading and its validation.
+//! The configuration of SPEC §2–§7: loading, validation, `storgate check`.
 //!
-//! PLACEHOLDER written by the lead so the core compiles; the config helper
-//! replaces it with the full serde model. The names below are the contract.
+//! Nothing else in storgate reads raw JSON. The pipeline:
+//! - `load`: file → JSON value (`#`/`//` comments, syntax errors with line and
+//!   column, duplicate keys, the optional `functions.backend.storgate` envelope);
+//! - `raw`: the serde model of the file (`deny_unknown_fields`), read piece by
+//!   piece so that many problems are reported at once;
+//! - `validate/`: raw → the normalised [`model`] with every semantic check
+//!   (`globals`, `bucket`, `workflow`, `events`);
+//! - `units`, `cron`, `template`, `paths`: the small parsers it uses;
+//! - `summary`: the text `storgate check` prints.
+//!
+//! Error paths are JSON paths relative to the inner object (the one holding
+//! `buckets`), e.g. `buckets[0].events.onBatch[1].schedule`, whether or not
+//! the file uses the envelope. JSON syntax errors are located as
+//! `line L, column C` (characters, 1-based) of the original file.
+//!
+//! `mountPoint: "/"` is the same as `null`/absent: a root mount.
 
+pub mod cron;
+mod load;
+pub mod model;
+mod paths;
+mod raw;
+mod summary;
+pub mod template;
+pub mod units;
+mod validate;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A loaded, validated, normalised configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub buckets: Vec<Bucket>,
-    pub state_dir: PathBuf,
-}
+pub use model::*;
+pub use summary::summary;
 
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub meta: BucketMeta,
-    pub mounts: Vec<MountSpec>,
-    pub access: Access,
-}
+/// Where the config is read from when nothing else is said.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/storgate/storgate.json";
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "STORGATE_CONFIG";
 
-#[derive(Debug, Clone)]
-pub struct BucketMeta {
-    pub enable: bool,
-    pub name: String,
-    pub expose: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct MountSpec {
-    /// Normalised absolute bucket path without trailing slash, `None` = root mount.
-    pub mount_point: Option<String>,
-    pub origin_path: String,
-    pub expose: bool,
-}
-
+/// One problem found in a configuration, located by its JSON path (or by
+/// `line L, column C` for syntax errors, or by the file name when it cannot
+/// be read). `Display` gives `{path}: {message}` (just the message when the
+/// path is empty, i.e. the whole document).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Local(PathBuf),
-    S3 { endpoint: String, prefix: String },
-}
-
-impl MountSpec {
-    pub fn origin(&self) -> Origin {
-        if self.origin_path.starts_with('/') {
-            Origin::Local(PathBuf::from(&self.origin_path))
-        } else {
-            let (name, prefix) = match self.origin_path.split_once('/') {
-                Some((n, p)) => (n, p),
-                None => (self.origin_path.as_str(), ""),
-            };
-            let endpoint = name.strip_suffix("@aws_s3").unwrap_or(name).to_string();
-            Origin::S3 {
-                endpoint,
-                prefix: prefix.trim_matches('/').to_string(),
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Access {
-    pub get: AccessRule,
-    pub put: AccessRule,
-    pub delete: AccessRule,
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessRule {
-    pub enable: bool,
-}
-
-/// One problem found in a configuration, located by its JSON path.
-#[derive(Debug, Clone)]
 pub struct ConfigError {
     pub path: String,
     pub message: String,
 }
 
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A valid configuration and the warnings found while checking it (each
+/// `{path}: {message}`).
+#[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
 }
 
-/// Minimal stand-in loader (no validation) until the real model lands.
+/// Reads, parses, normalises and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
-    let err = |m: String| {
+    let bytes = std::fs::read(path).map_err(|e| {
         vec![ConfigError {
             path: path.display().to_string(),
-            message: m,
+            message: format!("cannot read: {e}"),
         }]
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        vec![ConfigError {
+            path: path.display().to_string(),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        }]
+    })?;
+    load_str(&text)
+}
+
+/// Like [`load`], for the text of a config file. Relative paths inside the
+/// config are still refused (they are never relative to the file).
+pub fn load_str(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let (value, mut errors) = load::parse(text).map_err(|e| vec![e])?;
+    let inner = match load::unwrap_envelope(value) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let b = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(true);
-    let mut buckets = Vec::new();
-    for bk in v["buckets"].as_array().cloned().unwrap_or_default() {
-        let meta = bk.get("meta").cloned().unwrap_or(bk.clone());
-        let mounts = bk["mounts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|m| MountSpec {
-                mount_point: m
-                    .get("mountPoint")
-                    .and_then(|x| x.as_str())
-                    .map(|s| s.trim_end_matches('/').to_string())
-                    .filter(|s| !s.is_empty()),
-                origin_path: m["originPath"].as_str().unwrap_or("").to_string(),
-                expose: b(m, "expose"),
-            })
-            .collect();
-        let acc = |k: &str| AccessRule {
-            enable: bk
-                .get("access")
-                .and_then(|a| a.get(k))
-                .map(|x| b(x, "enable"))
-                .unwrap_or(true),
-        };
-        buckets.push(Bucket {
-            meta: BucketMeta {
-                enable: b(&meta, "enable"),
-                name: meta["name"].as_str().unwrap_or("").to_string(),
-                expose: b(&meta, "expose"),
-            },
-            mounts,
-            access: Access {
-                get: acc("get"),
-                put: acc("put"),
-                delete: acc("delete"),
-            },
-        });
+    match validate::build(inner) {
+        Ok(loaded) if errors.is_empty() => Ok(loaded),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
     }
-    let state_dir = PathBuf::from(
-        v.get("stateDir")
-            .and_then(|x| x.as_str())
-            .unwrap_or("/var/lib/storgate"),
-    );
-    Ok(Loaded {
-        config: Config { buckets, state_dir },
-        warnings: vec![],
-    })
 }
 
+/// `--config`, else `$STORGATE_CONFIG` (when set and non-empty), else
+/// `/etc/storgate/storgate.json`.
 pub fn resolve_config_path(cli: Option<&Path>) -> PathBuf {
-    if let Some(p) = cli {
-        return p.to_path_buf();
-    }
-    std::env::var_os("STORGATE_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/storgate/storgate.json"))
+    resolve_with(cli, std::env::var_os(CONFIG_ENV))
 }
 
+fn resolve_with(cli: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
+    match (cli, env) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(v)) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// `storgate check`: on errors prints each on its own line to stderr and
+/// returns 2; prints warnings as `warning: …` to stderr; when valid prints
+/// [`summary`] to stdout and returns 0.
 pub fn check_command(path: &Path) -> i32 {
+    check_to(path, &mut std::io::stdout(), &mut std::io::stderr())
+}
+
+/// [`check_command`] writing to the given streams (for tests).
+pub fn check_to(path: &Path, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> i32 {
+    // Output errors (a closed pipe) are ignored: the exit code still tells.
     match load(path) {
-        Ok(_) => 0,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{}: {}", e.path, e.message);
+        Err(errors) => {
+            for e in &errors {
+                let _ = writeln!(err, "{e}");
             }
+            let n = errors.len();
+            let _ = writeln!(
+                err,
+                "{}: {n} problem{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             2
         }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                let _ = writeln!(err, "warning: {w}");
+            }
+            let _ = writeln!(out, "{}: OK", path.display());
+            let _ = write!(out, "{}", summary(&loaded.config));
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_display() {
+        let e = ConfigError {
+            path: "buckets[0].name".into(),
+            message: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "buckets[0].name: bad");
+        let e = ConfigError {
+            path: String::new(),
+            message: "missing field `buckets`".into(),
+        };
+        assert_eq!(e.to_string(), "missing field `buckets`");
+    }
+
+    #[test]
+    fn config_path_order() {
+        let cli = Some(Path::new("/x/cli.json"));
+        let env = || Some(std::ffi::OsString::from("/x/env.json"));
+        assert_eq!(resolve_with(cli, env()), PathBuf::from("/x/cli.json"));
+        assert_eq!(resolve_with(None, env()), PathBuf::from("/x/env.json"));
+        assert_eq!(
+            resolve_with(None, Some("".into())),
+            PathBuf::from(DEFAULT_CONFIG_PATH)
+        );
+        assert_eq!(resolve_with(None, None), PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert_eq!(resolve_config_path(cli), PathBuf::from("/x/cli.json"));
+    }
+
+    #[test]
+    fn minimal_config() {
+        let l = load_str(r#"{"buckets": []}"#).expect("valid");
+        assert!(l.config.buckets.is_empty());
+        assert_eq!(l.config.state_dir, PathBuf::from("/var/lib/storgate"));
+        assert_eq!(l.config.vhost, "default");
+        assert_eq!(l.warnings, vec!["buckets: no buckets are configured"]);
     }
 }

@@ -107,7 +107,7 @@ impl Core {
                         } else {
                             None
                         };
-                        inodes.entry(parent_ino, &name, kind, bucket_root, false)
+                        inodes.entry(parent_ino, &name, kind, bucket_root, false, None)
                     }
                 };
                 DirEntry {

@@ -11,6 +11,8 @@ pub mod handles;
 pub mod inodes;
 mod io;
 mod namespace;
+#[cfg(test)]
+mod tests;
 pub mod watch;
 mod xattr;
 
@@ -27,7 +29,7 @@ use crate::tree::{BucketTree, Place};
 
 pub use dir::DirEntry;
 pub use handles::HandleTable;
-use inodes::{Ino, InodeTable, Kind, NodePath, ROOT_INO};
+use inodes::{Identity, Ino, InodeTable, Kind, NodePath, ROOT_INO};
 pub use namespace::SetAttr;
 pub use xattr::XattrReply;
 
@@ -177,6 +179,11 @@ impl Core {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
         }
+        // The kernel resolves `.`/`..` and never sends `/`; refuse them
+        // anyway so no name can climb out of an origin.
+        if name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
+            return Err(Errno::EINVAL);
+        }
         match self.target(parent)? {
             Target::MountRoot => Err(Errno::EACCES),
             Target::Path { bucket, mut path } => {
@@ -303,17 +310,50 @@ impl Core {
         if let Target::MountRoot = self.target(parent)? {
             let bucket = self.bucket_by_name(name).ok_or(Errno::ENOENT)?;
             let loc = self.locate(bucket, &[])?;
-            let ino = self
-                .inodes_write()
-                .entry(ROOT_INO, name, Kind::Dir, Some(bucket), true);
+            let ino =
+                self.inodes_write()
+                    .entry(ROOT_INO, name, Kind::Dir, Some(bucket), true, None);
             return Ok(self.entry_for(ino, &loc));
         }
         let (bucket, path) = self.child_path(parent, name)?;
         let loc = self.locate(bucket, &path)?;
+        let identity = match &loc {
+            Located::Origin { mount, st, .. } => self.link_identity(bucket, *mount, st),
+            Located::Synthetic => None,
+        };
         let ino = self
             .inodes_write()
-            .entry(parent, name, kind_of(&loc), None, true);
+            .entry(parent, name, kind_of(&loc), None, true, identity);
         Ok(self.entry_for(ino, &loc))
+    }
+
+    /// The identity under which names of a multi-link file share one node,
+    /// after making sure a node recorded for it still leads to that file
+    /// (origins reuse inode numbers of deleted files).
+    pub(crate) fn link_identity(
+        &self,
+        bucket: usize,
+        mount: usize,
+        st: &libc::stat,
+    ) -> Option<Identity> {
+        if st.st_nlink <= 1 || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return None;
+        }
+        let id = (bucket, mount, st.st_dev, st.st_ino);
+        let recorded = self.inodes_read().by_identity(&id);
+        if let Some(node) = recorded {
+            let same_file = match self.target(node) {
+                Ok(Target::Path { bucket: b, path }) => matches!(
+                    self.locate(b, &path),
+                    Ok(Located::Origin { st: s, .. }) if s.st_dev == st.st_dev && s.st_ino == st.st_ino
+                ),
+                _ => false,
+            };
+            if !same_file {
+                self.inodes_write().drop_identity(&id);
+            }
+        }
+        Some(id)
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {

@@ -139,9 +139,10 @@ impl Core {
         rel: &[OsString],
     ) -> FsResult<Entry> {
         let st = self.origin(bucket, mount).lstat(rel)?;
-        let ino = self
-            .inodes_write()
-            .entry(parent, name, kind_of_mode(st.st_mode), None, true);
+        let identity = self.link_identity(bucket, mount, &st);
+        let ino =
+            self.inodes_write()
+                .entry(parent, name, kind_of_mode(st.st_mode), None, true, identity);
         Ok(self.entry_from_stat(ino, &st))
     }
 
@@ -265,7 +266,14 @@ impl Core {
             return Err(Errno::EPERM);
         };
         let rel2 = self.same_origin_dest(bucket, mount, &path2, true)?;
-        self.origin(bucket, mount).link(&rel, &rel2)?;
+        let origin = self.origin(bucket, mount);
+        origin.link(&rel, &rel2)?;
+        // The new name is one more link of the source's node.
+        if let Ok(st) = origin.lstat(&rel)
+            && let Some(id) = self.link_identity(bucket, mount, &st)
+        {
+            self.inodes_write().set_identity(ino, id);
+        }
         self.finish_new(new_parent, new_name, bucket, mount, &rel2)
     }
 

@@ -1,15 +1,18 @@
 //! The `fuser::Filesystem` glue: each method calls the core and turns its
 //! `FsResult` into a reply. No file-system logic lives here.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::Errno;
@@ -18,12 +21,62 @@ use crate::origin::local::SetTime;
 
 pub struct FuseFs {
     core: Arc<Core>,
+    /// Asked for by the mount options; `active` once the kernel agreed.
+    want_passthrough: bool,
+    passthrough: AtomicBool,
+    backing: Mutex<BackingCache>,
 }
 
 impl FuseFs {
-    pub fn new(core: Arc<Core>) -> Self {
-        FuseFs { core }
+    pub fn new(core: Arc<Core>, want_passthrough: bool) -> Self {
+        FuseFs {
+            core,
+            want_passthrough,
+            passthrough: AtomicBool::new(false),
+            backing: Mutex::new(BackingCache::default()),
+        }
     }
+
+    /// The kernel's backing id for the file behind handle `fh`: one per
+    /// inode at a time (the kernel refuses two different backing files for
+    /// one inode), held by every open handle of it.
+    fn backing_for(
+        &self,
+        ino: u64,
+        fh: u64,
+        register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> std::io::Result<Arc<BackingId>> {
+        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match cache.by_inode.get(&ino).and_then(Weak::upgrade) {
+            Some(id) => id,
+            None => {
+                let h = self
+                    .core
+                    .handles
+                    .file(fh)
+                    .map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+                let id = Arc::new(register(&h.file)?);
+                cache.by_inode.insert(ino, Arc::downgrade(&id));
+                id
+            }
+        };
+        cache.by_handle.insert(fh, id.clone());
+        Ok(id)
+    }
+
+    fn drop_backing(&self, fh: u64) {
+        let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.by_handle.remove(&fh).is_some() {
+            cache.by_inode.retain(|_, w| w.strong_count() > 0);
+        }
+    }
+}
+
+/// Backing ids of open files in passthrough mode.
+#[derive(Default)]
+struct BackingCache {
+    by_handle: HashMap<u64, Arc<BackingId>>,
+    by_inode: HashMap<u64, Weak<BackingId>>,
 }
 
 fn errno(e: Errno) -> fuser::Errno {
@@ -75,6 +128,20 @@ impl Filesystem for FuseFs {
         // Larger requests for sequential I/O; ignore what the kernel refuses.
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // Passthrough: the kernel reads and writes local origin files
+        // directly, at native speed; the daemon still sees open and release.
+        if self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(
+            passthrough = self.passthrough.load(Ordering::Relaxed),
+            "FUSE session initialised"
+        );
         Ok(())
     }
 
@@ -216,10 +283,21 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
+        let fh = match self.core.open(ino.0, flags.0) {
+            Ok(fh) => fh,
+            Err(e) => return reply.error(errno(e)),
+        };
+        if self.passthrough.load(Ordering::Relaxed) {
+            match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
+                Ok(id) => {
+                    return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "passthrough refused; serving reads and writes")
+                }
+            }
         }
+        reply.opened(FileHandle(fh), FopenFlags::empty())
     }
 
     fn read(
@@ -278,6 +356,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.drop_backing(fh.0);
         reply_empty(reply, self.core.release(fh.0));
     }
 
@@ -318,6 +397,47 @@ impl Filesystem for FuseFs {
             }
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.core.readdir(ino.0, fh.0, offset) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (next, e) in entries {
+            let dot = e.name == "." || e.name == "..";
+            // Each entry but the dots counts as a kernel lookup.
+            let entry = if dot {
+                self.core.getattr(e.ino, None)
+            } else {
+                self.core.lookup(ino.0, &e.name)
+            };
+            let Ok(entry) = entry else {
+                // Gone since opendir: leave it out, as a fresh listing would.
+                continue;
+            };
+            if reply.add(
+                entry.attr.ino,
+                next,
+                &e.name,
+                &entry.ttl,
+                &entry.attr,
+                Generation(0),
+            ) {
+                if !dot {
+                    self.core.forget(entry.attr.ino.0, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
     }
 
     fn releasedir(
@@ -412,13 +532,32 @@ impl Filesystem for FuseFs {
             .core
             .create(parent.0, name, mode, umask, flags, ctx(req))
         {
-            Ok((e, fh)) => reply.created(
-                &e.ttl,
-                &e.attr,
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((e, fh)) => {
+                if self.passthrough.load(Ordering::Relaxed) {
+                    match self.backing_for(e.attr.ino.0, fh, |f| reply.open_backing(f)) {
+                        Ok(id) => {
+                            return reply.created_passthrough(
+                                &e.ttl,
+                                &e.attr,
+                                Generation(0),
+                                FileHandle(fh),
+                                FopenFlags::empty(),
+                                &id,
+                            );
+                        }
+                        Err(err) => {
+                            tracing::debug!(error = %err, "passthrough refused; serving reads and writes")
+                        }
+                    }
+                }
+                reply.created(
+                    &e.ttl,
+                    &e.attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -23,6 +23,8 @@
 //!   (`mkdir -p`) when missing, so a test only creates what it fills.
 //! * The mount point is `<root>/mnt`, the config `<root>/storgate.json`, the
 //!   daemon's stderr and stdout go to `<root>/storgate.log`.
+//! * `STORGATE_TEST_MOUNT_ARGS` adds arguments to every harness mount and
+//!   `STORGATE_TEST_BIN` replaces the binary under test.
 //! * A watchdog kills the daemon (SIGKILL, which aborts the FUSE connection so
 //!   every pending syscall returns ENOTCONN) if a mount lives longer than
 //!   `STORGATE_TEST_MOUNT_TIMEOUT` seconds (default 120): a hung core makes a
@@ -529,6 +531,16 @@ pub fn write_config(root: &Path, cfg: &Value, file: &str) -> PathBuf {
 
 // ----------------------------------------------------------- Mount ----
 
+/// Extra `storgate mount` arguments for every harness mount, from
+/// `STORGATE_TEST_MOUNT_ARGS` (whitespace-separated), e.g.
+/// `STORGATE_TEST_MOUNT_ARGS="-o no_passthrough"` to run the suite without
+/// FUSE passthrough.
+pub fn env_mount_args() -> Vec<String> {
+    std::env::var("STORGATE_TEST_MOUNT_ARGS")
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// How a stopped daemon ended.
 #[derive(Debug)]
 pub struct Stopped {
@@ -588,6 +600,7 @@ impl Mount {
             .arg("--config")
             .arg(&config_path)
             .args(extra_args)
+            .args(env_mount_args())
             .arg(&mnt)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -693,6 +706,30 @@ impl Mount {
         Stopped {
             status,
             mounted_after_exit,
+        }
+    }
+
+    /// Sends `sig` to the daemon (no waiting).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            signal(c.id(), sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself (no signal);
+    /// status None = still running (it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Stopped {
+        let status = match self.child.as_mut() {
+            Some(c) => wait_child(c, timeout),
+            None => None,
+        };
+        if status.is_some() {
+            self.stop_watchdog();
+            self.child = None;
+        }
+        Stopped {
+            status,
+            mounted_after_exit: is_fuse_mounted(&self.mnt),
         }
     }
 

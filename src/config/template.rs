@@ -1,0 +1,406 @@
+//! Static checks of the minijinja templates a config contains (`savePath`,
+//! `onComplete.src.path`, `exec` arguments): syntax with minijinja's own
+//! parser, plus the shape checks that can be done without rendering
+//! (absolute path, literal `..` components, `#N` capture references, the
+//! literal directory prefix that decides whether a path can reach a mount).
+//!
+//! Filters (`basename`, `dirname`, `relpath`, `rsplit`, `splitext`) are looked
+//! up by minijinja only when a template renders, so they play no part here;
+//! the workflow module registers them.
+//!
+//! The spec's templates subscript a filter's result directly
+//! (`item.path | basename | rsplit('.', 1)[0]`, Nunjucks style), which
+//! minijinja (like Jinja2) does not parse. [`prepare`] rewrites such
+//! expressions to `(item.path | basename | rsplit('.', 1))[0]`; the renderer
+//! must compile `prepare(template)` too, exactly as [`check_syntax`] does.
+
+use minijinja::Environment;
+
+/// Compiles `prepare(src)` and returns minijinja's syntax error, if any.
+pub(crate) fn check_syntax(src: &str) -> Result<(), String> {
+    let env = Environment::new();
+    let prepared = prepare(src);
+    match env.template_from_str(&prepared) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let what = match e.detail() {
+                Some(d) => format!("{}: {d}", e.kind()),
+                None => e.kind().to_string(),
+            };
+            match e.line() {
+                Some(l) if src.contains('\n') => Err(format!("bad template: {what} (line {l})")),
+                _ => Err(format!("bad template: {what}")),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// An identifier or a number.
+    Word,
+    Str,
+    Punct(u8),
+}
+
+/// A rough Jinja expression tokenizer: enough to find brackets, pipes and
+/// names while skipping string literals. Spans are byte ranges of `e`.
+fn tokens(e: &str) -> Vec<(Tok, usize, usize)> {
+    let b = e.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'"' || c == b'\'' {
+            let start = i;
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(b.len());
+            out.push((Tok::Str, start, i));
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                i += 1;
+            }
+            out.push((Tok::Word, start, i));
+        } else {
+            out.push((Tok::Punct(c), i, i + 1));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Index of the bracket opening the group that closes at `close`.
+fn matching_open(t: &[(Tok, usize, usize)], close: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for k in (0..=close).rev() {
+        match t[k].0 {
+            Tok::Punct(b')' | b']' | b'}') => depth += 1,
+            Tok::Punct(b'(' | b'[' | b'{') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// When token `k` ends a filter application (`| name` or `| name(...)`),
+/// the index of its `|`.
+fn filter_pipe_ending_at(t: &[(Tok, usize, usize)], k: usize) -> Option<usize> {
+    let name = match t[k].0 {
+        Tok::Punct(b')') => matching_open(t, k)?.checked_sub(1)?,
+        Tok::Word => k,
+        _ => return None,
+    };
+    let pipe = name.checked_sub(1)?;
+    (t[name].0 == Tok::Word && t[pipe].0 == Tok::Punct(b'|')).then_some(pipe)
+}
+
+/// The index of the first token of the operand a filter chain applies to,
+/// given the index of one of the chain's `|`.
+fn chain_start(t: &[(Tok, usize, usize)], pipe: usize) -> Option<usize> {
+    let mut k = pipe.checked_sub(1)?;
+    loop {
+        if let Some(p) = filter_pipe_ending_at(t, k) {
+            k = p.checked_sub(1)?;
+            continue;
+        }
+        // A postfix expression, read backwards: primary (`.name` | `[…]` | `(…)`)*.
+        let start = match t[k].0 {
+            Tok::Punct(b')' | b']' | b'}') => matching_open(t, k)?,
+            Tok::Word | Tok::Str => k,
+            _ => return None,
+        };
+        match start.checked_sub(1).map(|p| t[p].0) {
+            Some(Tok::Punct(b'.')) => k = start.checked_sub(2)?,
+            Some(Tok::Word | Tok::Punct(b')' | b']'))
+                if t[start].0 == Tok::Punct(b'(') || t[start].0 == Tok::Punct(b'[') =>
+            {
+                k = start - 1;
+            }
+            _ => return Some(start),
+        }
+    }
+}
+
+/// Rewrites one expression until no filter result is subscripted directly.
+fn prepare_expr(e: &str) -> String {
+    let mut e = e.to_string();
+    // Each round removes one such subscript; the bound only guards against
+    // a mistake looping forever.
+    for _ in 0..64 {
+        let t = tokens(&e);
+        let found = (1..t.len()).find_map(|i| {
+            if t[i].0 != Tok::Punct(b'[') {
+                return None;
+            }
+            let pipe = filter_pipe_ending_at(&t, i - 1)?;
+            Some((chain_start(&t, pipe)?, i))
+        });
+        let Some((start, bracket)) = found else {
+            break;
+        };
+        let (s, b) = (t[start].1, t[bracket].1);
+        e = format!("{}({}){}", &e[..s], &e[s..b], &e[b..]);
+    }
+    e
+}
+
+/// Rewrites `expr | filter(args)[i]` to `(expr | filter(args))[i]` inside
+/// every `{{ … }}` and `{% … %}` of a template, leaving all else untouched.
+pub fn prepare(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 8);
+    let mut rest = src;
+    loop {
+        let open = rest
+            .find("{{")
+            .into_iter()
+            .chain(rest.find("{%"))
+            .chain(rest.find("{#"))
+            .min();
+        let Some(open) = open else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..open + 2]);
+        let kind = rest.as_bytes()[open + 1];
+        let body = &rest[open + 2..];
+        let close = if kind == b'{' {
+            "}}"
+        } else if kind == b'%' {
+            "%}"
+        } else {
+            "#}"
+        };
+        let end = if kind == b'#' {
+            body.find(close)
+        } else {
+            block_end(body, close)
+        };
+        let Some(end) = end else {
+            out.push_str(body);
+            return out;
+        };
+        if kind == b'#' {
+            out.push_str(&body[..end]);
+        } else {
+            out.push_str(&prepare_expr(&body[..end]));
+        }
+        out.push_str(close);
+        rest = &body[end + 2..];
+    }
+}
+
+/// Offset of `close` in `body`, outside string literals.
+fn block_end(body: &str, close: &str) -> Option<usize> {
+    let b = body.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        match quote {
+            Some(q) => {
+                if b[i] == b'\\' {
+                    i += 1;
+                } else if b[i] == q {
+                    quote = None;
+                }
+            }
+            None => {
+                if b[i] == b'"' || b[i] == b'\'' {
+                    quote = Some(b[i]);
+                } else if body[i..].starts_with(close) {
+                    return Some(i);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Byte offset where the first dynamic part starts: `{{`, `{%`, `{#`, or a
+/// `#N` capture reference; `None` when the whole template is literal text.
+fn first_dynamic(src: &str) -> Option<usize> {
+    let b = src.as_bytes();
+    (0..b.len()).find(|&i| {
+        (b[i] == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%' | b'#')))
+            || (b[i] == b'#' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+    })
+}
+
+/// The template with every dynamic part replaced by a NUL byte, so that path
+/// components can be inspected literally.
+fn literal_skeleton(src: &str) -> String {
+    let mut out = String::new();
+    let mut rest = src;
+    while !rest.is_empty() {
+        let Some(start) = first_dynamic(rest) else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push('\0');
+        let tail = &rest[start..];
+        let end = if let Some(digits) = tail.strip_prefix('#') {
+            1 + digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len())
+        } else {
+            let close = match tail.as_bytes().get(1) {
+                Some(b'{') => "}}",
+                Some(b'%') => "%}",
+                _ => "#}",
+            };
+            match tail[2..].find(close) {
+                Some(p) => p + 4,
+                None => tail.len(),
+            }
+        };
+        rest = &tail[end.min(tail.len())..];
+    }
+    out
+}
+
+/// Whether a literal path component of the template is `..`.
+pub(crate) fn has_literal_dotdot(src: &str) -> bool {
+    literal_skeleton(src).split('/').any(|c| c == "..")
+}
+
+/// Whether the rendered result can be an absolute path: the template starts
+/// with `/` or with a dynamic part (whose value is only known at run time).
+pub(crate) fn can_be_absolute(src: &str) -> bool {
+    src.starts_with('/') || first_dynamic(src) == Some(0)
+}
+
+/// The literal part before anything dynamic, and whether the whole template
+/// is literal.
+pub(crate) fn literal_prefix(src: &str) -> (&str, bool) {
+    match first_dynamic(src) {
+        Some(i) => (&src[..i], false),
+        None => (src, true),
+    }
+}
+
+/// The capture group numbers referenced as `#N`.
+pub(crate) fn group_refs(src: &str) -> Vec<usize> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'#' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            out.push(src[start..end].parse().unwrap_or(usize::MAX));
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax() {
+        assert!(check_syntax("/newimg/{{ item.path }}").is_ok());
+        assert!(
+            check_syntax(
+                "/{{ item.path | relpath(source_dir) | dirname }}/{{ item.path | basename | rsplit('.', 1)[0] }}_m.{{ item.path | basename | rsplit('.', 1)[-1] }}"
+            )
+            .is_ok()
+        );
+        assert!(check_syntax("/a/{% if item.size > 10 %}big{% else %}small{% endif %}").is_ok());
+        let e = check_syntax("/newimg/{{ item.path }").unwrap_err();
+        assert!(e.starts_with("bad template: syntax error"), "{e}");
+        assert!(check_syntax("/a/{% if x %}").is_err());
+        assert!(check_syntax("{{ }}").is_err());
+    }
+
+    #[test]
+    fn prepare_wraps_subscripted_filters() {
+        assert_eq!(prepare("/a/{{ x }}"), "/a/{{ x }}");
+        assert_eq!(
+            prepare("{{ item.path | basename | rsplit('.', 1)[0] }}_m"),
+            "{{ (item.path | basename | rsplit('.', 1))[0] }}_m"
+        );
+        assert_eq!(prepare("{{ a | f[-1] | g }}"), "{{ (a | f)[-1] | g }}");
+        assert_eq!(
+            prepare("{{ x ~ a.b[1] | f(')[')[0] }}"),
+            "{{ x ~ (a.b[1] | f(')['))[0] }}"
+        );
+        assert_eq!(prepare("{{ g(a | f(1)[0]) }}"), "{{ g((a | f(1))[0]) }}");
+        assert_eq!(prepare("{{ range(3)[0] }}"), "{{ range(3)[0] }}");
+        assert_eq!(prepare("{# a | f[0] #}"), "{# a | f[0] #}");
+        assert_eq!(
+            prepare("{% set y = a | f(1)[0] %}"),
+            "{% set y = (a | f(1))[0] %}"
+        );
+        assert_eq!(prepare("{{ a | f[0] }"), "{{ a | f[0] }");
+        assert_eq!(prepare("{{ '}}' | f[0] }}"), "{{ ('}}' | f)[0] }}");
+    }
+
+    #[test]
+    fn spec_example_renders() {
+        let src = "/{{ item.path | relpath(source_dir) | dirname }}/{{ item.path | basename | rsplit('.', 1)[0] }}_m.{{ item.path | basename | rsplit('.', 1)[-1] }}";
+        let prepared = prepare(src);
+        let mut env = Environment::new();
+        env.add_filter("basename", |s: String| {
+            s.rsplit('/').next().unwrap_or("").to_string()
+        });
+        env.add_filter("dirname", |s: String| match s.rfind('/') {
+            Some(i) => s[..i].to_string(),
+            None => String::new(),
+        });
+        env.add_filter("relpath", |s: String, base: String| {
+            s.strip_prefix(&base)
+                .unwrap_or(&s)
+                .trim_start_matches('/')
+                .to_string()
+        });
+        env.add_filter("rsplit", |s: String, sep: String, n: usize| {
+            let mut v: Vec<String> = s.rsplitn(n + 1, sep.as_str()).map(String::from).collect();
+            v.reverse();
+            v
+        });
+        let t = env.template_from_str(&prepared).expect("compiles");
+        let out = t
+            .render(minijinja::context! { item => minijinja::context! { path => "/up/dir/sample.jpg" }, source_dir => "/up" })
+            .expect("renders");
+        assert_eq!(out, "/dir/sample_m.jpg");
+    }
+
+    #[test]
+    fn shapes() {
+        assert!(can_be_absolute("/a/{{ x }}"));
+        assert!(can_be_absolute("{{ item.path }}"));
+        assert!(can_be_absolute("#1/x"));
+        assert!(!can_be_absolute("a/{{ x }}"));
+        assert!(!can_be_absolute(""));
+        assert!(has_literal_dotdot("/a/../{{ x }}"));
+        assert!(has_literal_dotdot("/a/{{ x }}/.."));
+        assert!(has_literal_dotdot("/a/#1/../b"));
+        assert!(!has_literal_dotdot("/a/{{ '..' }}/b"));
+        assert!(!has_literal_dotdot("/a/..{{ x }}"));
+        assert!(!has_literal_dotdot("/a/...b"));
+        assert_eq!(literal_prefix("/newimg/{{ x }}"), ("/newimg/", false));
+        assert_eq!(literal_prefix("/newimg/#2"), ("/newimg/", false));
+        assert_eq!(literal_prefix("/a/b"), ("/a/b", true));
+        assert_eq!(group_refs("/newimg/#2/#10-#x"), vec![2, 10]);
+        assert!(group_refs("/a/{{ b }}").is_empty());
+    }
+}

@@ -1,0 +1,204 @@
+//! Top-level sections other than buckets: `aws_s3` entries, `distribution`
+//! (leader URL with `{vhost}`, `authEndpoint`, term) and `throttling` (invalid
+//! CPU thresholds become warnings and `reactive = deactive × 2/3`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Ctx, Env, http_url, plain_name, seconds};
+use crate::config::model::*;
+use crate::config::paths::join_key;
+use crate::config::raw::*;
+
+pub(super) fn s3_endpoint(
+    cx: &mut Ctx,
+    r: &RawS3,
+    p: &str,
+    earlier: &[S3Endpoint],
+) -> Option<S3Endpoint> {
+    let mut ok = true;
+    if !plain_name(&r.name) {
+        cx.err(
+            &join_key(p, "name"),
+            format!(
+                "{:?} is not a valid name (use letters, digits, `.`, `_`, `-`)",
+                r.name
+            ),
+        );
+        ok = false;
+    } else if let Some(i) = earlier.iter().position(|e| e.name == r.name) {
+        cx.err(
+            &join_key(p, "name"),
+            format!("duplicate aws_s3 name {:?} (also aws_s3[{i}])", r.name),
+        );
+        ok = false;
+    }
+    if r.bucket.is_empty() {
+        cx.err(&join_key(p, "bucket"), "must not be empty");
+    }
+    if let Some(e) = &r.endpoint
+        && let Err(m) = http_url(e)
+    {
+        cx.err(&join_key(p, "endpoint"), m);
+    }
+    if r.access_key_id.is_some() != r.secret_access_key.is_some() {
+        cx.err(p, "accessKeyId and secretAccessKey must be given together");
+    }
+    let ep = S3Endpoint {
+        name: r.name.clone(),
+        bucket: r.bucket.clone(),
+        region: r.region.clone(),
+        endpoint: r
+            .endpoint
+            .as_ref()
+            .map(|e| e.trim_end_matches('/').to_string()),
+        force_path_style: r.force_path_style.unwrap_or(r.endpoint.is_some()),
+        access_key_id: r.access_key_id.clone(),
+        secret_access_key: r.secret_access_key.clone(),
+        profile: r.profile.clone(),
+        metadata_ttl: seconds(
+            cx,
+            r.metadata_ttl,
+            &join_key(p, "metadataTtl"),
+            Duration::from_secs(1),
+            true,
+        ),
+        timeout: seconds(
+            cx,
+            r.timeout,
+            &join_key(p, "timeout"),
+            Duration::from_secs(30),
+            false,
+        ),
+    };
+    ok.then_some(ep)
+}
+
+pub(super) fn distribution(
+    cx: &mut Ctx,
+    d: &RawDistribution,
+    vhost: &str,
+    env: &Env,
+) -> Distribution {
+    let mut out = Distribution::default();
+    if let Some(m) = &d.meta
+        && let Some(m) = cx.take(m, "distribution.meta")
+    {
+        out.enable = m.enable.unwrap_or(true);
+    }
+    let Some(l) = &d.leader else {
+        return out;
+    };
+    let Some(l) = cx.take(l, "distribution.leader") else {
+        return out;
+    };
+    if let Some(a) = &l.auth_endpoint {
+        env.check_endpoint(cx, "distribution.leader.authEndpoint", a);
+        out.leader.auth_endpoint = Some(a.clone());
+    }
+    if let Some(t) = l.term_seconds {
+        if t < 3 {
+            cx.err(
+                "distribution.leader.termSeconds",
+                format!("{t} is below the minimum of 3"),
+            );
+        } else {
+            out.leader.term = Duration::from_secs(t);
+        }
+    }
+    if let Some(u) = &l.url {
+        let path = "distribution.leader.url";
+        let url = u.replace("{vhost}", vhost);
+        if let Some(rest) = url.strip_prefix("file://") {
+            if rest.starts_with('/') && rest.len() > 1 {
+                out.leader.url = Some(LeaderUrl::File(PathBuf::from(rest)));
+            } else {
+                cx.err(
+                    path,
+                    format!("{u:?}: a file URL needs an absolute path, as in file:///shared/dir/.{{vhost}}.m2leader"),
+                );
+            }
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (name, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let key = key.trim_start_matches('/');
+            if name.is_empty() || key.is_empty() {
+                cx.err(path, format!("{u:?}: expected s3://ENDPOINT_NAME/key"));
+            } else {
+                env.check_endpoint(cx, path, name);
+                out.leader.url = Some(LeaderUrl::S3 {
+                    endpoint: name.to_string(),
+                    key: key.to_string(),
+                });
+            }
+        } else if http_url(&url).is_ok() {
+            out.leader.url = Some(LeaderUrl::Http(url));
+        } else {
+            cx.err(
+                path,
+                format!("{u:?}: expected file:///path, s3://ENDPOINT_NAME/key or https://…"),
+            );
+        }
+    } else if out.enable {
+        cx.warn(
+            "distribution.leader.url",
+            "not set, so every node acts as its own leader",
+        );
+    }
+    out
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+pub(super) fn throttling(cx: &mut Ctx, t: &RawThrottling) -> Throttling {
+    let mut out = Throttling {
+        enable: t.enable.unwrap_or(true),
+        ..Throttling::default()
+    };
+    let Some(cpu) = &t.cpu else {
+        return out;
+    };
+    let Some(cpu) = cx.take(cpu, "throttling.cpu") else {
+        return out;
+    };
+    let range = 0.0..=100.0;
+    if let Some(d) = cpu.deactive {
+        if range.contains(&d) {
+            out.cpu_deactive = d;
+        } else {
+            cx.warn(
+                "throttling.cpu.deactive",
+                format!("{} is outside 0–100; using 60", fmt_num(d)),
+            );
+        }
+    }
+    let r = cpu.reactive.unwrap_or(40.0);
+    let why = if !range.contains(&r) {
+        Some("is outside 0–100")
+    } else if r > out.cpu_deactive {
+        Some("is above deactive")
+    } else {
+        None
+    };
+    out.cpu_reactive = match why {
+        Some(why) => {
+            let fixed = out.cpu_deactive * 2.0 / 3.0;
+            cx.warn(
+                "throttling.cpu.reactive",
+                format!(
+                    "{} {why}; using {} (deactive × 2/3)",
+                    fmt_num(r),
+                    fmt_num(fixed)
+                ),
+            );
+            fixed
+        }
+        None => r,
+    };
+    out
+}

@@ -1,0 +1,316 @@
+//! Raw model → normalised model, with every semantic check of SPEC §2–§7:
+//! defaults, path normalisation, cross references (triggers → workflows,
+//! origins and leader URLs → `aws_s3`), cron, regex and template syntax,
+//! size/age units, webhook executables, local origin directories, throttling
+//! values. All problems are collected; warnings are kept apart.
+//!
+//! Environment checks (a local origin directory or a webhook/exec program
+//! that must exist on this machine) are errors for enabled buckets and
+//! events, and only warnings for disabled ones.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod bucket;
+mod events;
+mod globals;
+mod workflow;
+
+use super::model::*;
+use super::paths::{is_under, join, join_index};
+use super::raw::*;
+use super::{ConfigError, Loaded};
+use globals::{distribution, s3_endpoint, throttling};
+
+#[derive(Default)]
+struct Ctx {
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Ctx {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: &str, message: impl AsRef<str>) {
+        let m = message.as_ref();
+        self.warnings.push(if path.is_empty() {
+            m.to_string()
+        } else {
+            format!("{path}: {m}")
+        });
+    }
+
+    /// Reports the problems of a checked value under `path`.
+    fn take<'a, T>(&mut self, c: &'a Checked<T>, path: &str) -> Option<&'a T> {
+        for p in &c.problems {
+            self.err(&join(path, &p.path), p.message.clone());
+        }
+        c.value.as_ref()
+    }
+
+    /// An environment problem: an error when `active`, else a warning.
+    fn env(&mut self, active: bool, path: &str, message: String) {
+        if active {
+            self.err(path, message);
+        } else {
+            self.warn(path, format!("{message} (ignored while disabled)"));
+        }
+    }
+}
+
+/// What bucket-level checks need to know about the whole config.
+struct Env {
+    s3_names: Vec<String>,
+    /// False when an `aws_s3` entry could not be read: then unknown endpoint
+    /// names are not reported (they might be that entry's).
+    s3_complete: bool,
+    has_function_base_url: bool,
+}
+
+impl Env {
+    fn check_endpoint(&self, cx: &mut Ctx, path: &str, name: &str) {
+        if self.s3_complete && !self.s3_names.iter().any(|n| n == name) {
+            let known = if self.s3_names.is_empty() {
+                " (aws_s3 is empty)".to_string()
+            } else {
+                format!(" (known: {})", self.s3_names.join(", "))
+            };
+            cx.err(path, format!("no aws_s3 entry named {name:?}{known}"));
+        }
+    }
+}
+
+/// What checks inside one bucket need to know about it.
+struct BucketCtx<'a> {
+    name: &'a str,
+    active: bool,
+    mounts: &'a [MountSpec],
+    /// False when a mount could not be read: reachability is then not judged.
+    mounts_complete: bool,
+    workflows: &'a [Workflow],
+    workflows_complete: bool,
+}
+
+impl BucketCtx<'_> {
+    fn has_root_mount(&self) -> bool {
+        self.mounts.iter().any(|m| m.mount_point.is_none())
+    }
+
+    /// Whether files somewhere below directory `dir` can belong to a mount.
+    fn dir_reachable(&self, dir: &str) -> bool {
+        self.has_root_mount()
+            || self
+                .mounts
+                .iter()
+                .filter_map(|m| m.mount_point.as_deref())
+                .any(|mp| is_under(dir, mp) || is_under(mp, dir))
+    }
+
+    /// Whether the file at `p` belongs to a mount.
+    fn file_reachable(&self, p: &str) -> bool {
+        p != "/"
+            && (self.has_root_mount()
+                || self
+                    .mounts
+                    .iter()
+                    .filter_map(|m| m.mount_point.as_deref())
+                    .any(|mp| is_under(p, mp) && p != mp))
+    }
+
+    fn mount_list(&self) -> String {
+        let v: Vec<&str> = self.mounts.iter().map(MountSpec::mount_path).collect();
+        if v.is_empty() {
+            "the bucket has no mounts".into()
+        } else {
+            format!("mount points: {}", v.join(", "))
+        }
+    }
+}
+
+pub(crate) fn build(v: Value) -> Result<Loaded, Vec<ConfigError>> {
+    let mut cx = Ctx::default();
+    let top_c = Checked::<RawTop>::from_value(v);
+    let Some(top) = cx.take(&top_c, "") else {
+        return Err(cx.errors);
+    };
+    let config = config(&mut cx, top, !top_c.dropped("aws_s3"));
+    if cx.errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
+    let mut c = Config::default();
+    if let Some(s) = &top.state_dir {
+        if s.starts_with('/') && !s.contains('\0') {
+            c.state_dir = PathBuf::from(s);
+        } else {
+            cx.err("stateDir", format!("{s:?} is not an absolute path"));
+        }
+    }
+    if let Some(v) = &top.vhost {
+        if v.is_empty() || v.contains('/') || v.contains('\0') {
+            cx.err(
+                "vhost",
+                format!("{v:?} must be a non-empty name without `/`"),
+            );
+        } else {
+            c.vhost = v.clone();
+        }
+    }
+    if let Some(u) = &top.function_base_url {
+        match http_url(u) {
+            Ok(()) => c.function_base_url = Some(u.trim_end_matches('/').to_string()),
+            Err(m) => cx.err("functionBaseUrl", m),
+        }
+    }
+
+    let mut env = Env {
+        s3_names: Vec::new(),
+        s3_complete: aws_complete,
+        has_function_base_url: top.function_base_url.is_some(),
+    };
+    for (i, e) in top.aws_s3.iter().flatten().enumerate() {
+        let p = join_index("aws_s3", i);
+        match cx.take(e, &p) {
+            Some(raw) => {
+                if let Some(ep) = s3_endpoint(cx, raw, &p, &c.aws_s3) {
+                    env.s3_names.push(ep.name.clone());
+                    c.aws_s3.push(ep);
+                } else {
+                    env.s3_complete = false;
+                }
+            }
+            None => env.s3_complete = false,
+        }
+    }
+
+    if let Some(d) = &top.distribution
+        && let Some(d) = cx.take(d, "distribution")
+    {
+        c.distribution = distribution(cx, d, &c.vhost, &env);
+    }
+    if let Some(t) = &top.throttling
+        && let Some(t) = cx.take(t, "throttling")
+    {
+        c.throttling = throttling(cx, t);
+    }
+
+    let mut names: Vec<(String, String)> = Vec::new();
+    for (i, b) in top.buckets.iter().enumerate() {
+        let bp = join_index("buckets", i);
+        let Some(raw) = cx.take(b, &bp) else {
+            continue;
+        };
+        let Some((bucket, name_path)) = bucket::bucket(cx, raw, &b.dropped, &bp, &env) else {
+            continue;
+        };
+        if bucket.meta.name.is_empty() || !plain_name(&bucket.meta.name) {
+            // Already reported.
+        } else if let Some((_, other)) = names.iter().find(|(n, _)| *n == bucket.meta.name) {
+            cx.err(
+                &name_path,
+                format!(
+                    "duplicate bucket name {:?} (also {other})",
+                    bucket.meta.name
+                ),
+            );
+        } else {
+            names.push((bucket.meta.name.clone(), bp.clone()));
+        }
+        c.buckets.push(bucket);
+    }
+    if top.buckets.is_empty() {
+        cx.warn("buckets", "no buckets are configured");
+    }
+    c
+}
+
+fn http_url(u: &str) -> Result<(), String> {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(format!("{u:?} is not an http:// or https:// URL")),
+    }
+}
+
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn seconds(
+    cx: &mut Ctx,
+    v: Option<f64>,
+    path: &str,
+    default: Duration,
+    allow_zero: bool,
+) -> Duration {
+    let Some(s) = v else {
+        return default;
+    };
+    if !s.is_finite() || s < 0.0 || (s == 0.0 && !allow_zero) {
+        let what = if allow_zero {
+            "non-negative"
+        } else {
+            "positive"
+        };
+        cx.err(path, format!("{s} is not a {what} number of seconds"));
+        return default;
+    }
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) => d,
+        Err(_) => {
+            cx.err(path, format!("{s} seconds is too large"));
+            default
+        }
+    }
+}
+
+/// Collapses regex's multi-line syntax error into one line.
+fn regex_error(pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let reason = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.lines().last().unwrap_or_default().trim().to_string());
+    format!("bad regex {pattern:?}: {reason}")
+}
+
+fn check_executable(cx: &mut Ctx, active: bool, path: &str, file: &str, what: &str) {
+    match std::fs::metadata(file) {
+        Ok(md) if !md.is_file() => {
+            cx.env(active, path, format!("{what} {file} is not a regular file"))
+        }
+        Ok(md) if md.permissions().mode() & 0o111 == 0 => {
+            cx.env(active, path, format!("{what} {file} is not executable"))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            cx.env(active, path, format!("{what} {file} does not exist"))
+        }
+        Err(e) => cx.env(active, path, format!("cannot access {what} {file}: {e}")),
+    }
+}

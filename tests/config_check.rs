@@ -1,0 +1,699 @@
+//! `storgate check` through the library (the binary's CLI is wired by the
+//! lead): every file of `tests/bad-configs/` with the exact problem lines it
+//! must produce, every file of `tests/good-configs/` with its summary and
+//! warnings, secrets never printed, and no panic on mangled input.
+//!
+//! Good configs name their local paths `@ROOT@/…`; the test builds that tree
+//! in a temporary directory (directories, executable hooks) and substitutes
+//! it, then writes `@ROOT@` back into the output before comparing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use storgate::config::{self, Function, LeaderUrl, Origin, check_to, load, load_str};
+
+fn corpus(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(sub)
+}
+
+/// Each bad config and the exact lines `load` reports for it.
+const BAD: &[(&str, &[&str])] = &[
+    (
+        "bad-bucket-name",
+        &[
+            "buckets[0].name: \"my bucket\" is not a valid bucket name (use letters, digits, `.`, `_`, `-`)",
+            "buckets[1].meta.name: \"a/b\" is not a valid bucket name (use letters, digits, `.`, `_`, `-`)",
+            "buckets[2].name: \"..\" is not a valid bucket name (use letters, digits, `.`, `_`, `-`)",
+            "buckets[3]: missing field `name` (in the bucket or in its `meta`)",
+            "buckets[4].meta: missing field `name`",
+        ],
+    ),
+    (
+        "bad-cron",
+        &[
+            "buckets[0].events.onBatch[0].schedule: bad cron expression \"*/5 * * *\": expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found 4",
+            "buckets[0].events.onBatch[1].schedule: bad cron expression \"61 * * * *\": Component error: Number out of bounds.",
+            "buckets[0].events.onBatch[2].schedule: bad cron expression \"0 0 * * 8\": Component error: Number out of bounds.",
+            "buckets[0].events.onBatch[3].schedule: bad cron expression \"@reboot\": unknown nickname (use one of @yearly @annually @monthly @weekly @daily @hourly)",
+            "buckets[0].events.onBatch[4].schedule: required when the scan is enabled",
+        ],
+    ),
+    (
+        "bad-enums",
+        &[
+            "buckets[0].workflows[0].tasks[0].whenExist: unknown variant `replace`, expected one of `overwrite`, `skip`, `diff`",
+            "buckets[0].workflows[0].onComplete.src.op: unknown variant `remove`, expected one of `none`, `delete`, `move`",
+            "buckets[0].events.onGet.filter.age_stamp: unknown variant `birth`, expected one of `mtime`, `atime`, `ctime`",
+            "buckets[0].events.onGet.filter.filetype: unknown variant `files`, expected one of `file`, `directory`, `link`, `any`",
+            "buckets[0].events.onPut.trigger.timing: unknown variant `before`, expected `pre` or `post`",
+            "buckets[0].events.onBatch[0].traverse: unknown variant `deep`, expected `depth` or `breadth`",
+            "buckets[0].events.onBatch[1].cursor: unknown variant `restart`, expected `continue` or `reset`",
+        ],
+    ),
+    (
+        "bad-exec",
+        &[
+            "buckets[0].workflows[0].tasks[0].function.exec: must name a program: [\"prog\", \"arg\", …]",
+            "buckets[0].workflows[0].tasks[1].function.exec[0]: the program must not be empty",
+            "buckets[0].workflows[0].tasks[2].function.exec[0]: program /nonexistent/storgate-test/convert does not exist",
+            "buckets[0].workflows[0].tasks[3].function: exec must be an array of strings; expected null, an HTTP function path such as \"/a/b\", or {\"exec\": [\"prog\", \"arg\", …]}",
+            "buckets[0].workflows[0].tasks[4].function: unknown key `run` in function; expected null, an HTTP function path such as \"/a/b\", or {\"exec\": [\"prog\", \"arg\", …]}",
+            "buckets[0].workflows[0].tasks[5].function: invalid type: a number, expected null, an HTTP function path such as \"/a/b\", or {\"exec\": [\"prog\", \"arg\", …]}",
+        ],
+    ),
+    (
+        "bad-glob",
+        &[
+            "buckets[0].events.onGet.filter.patterns[1]: bad glob \"[abc\": unclosed character class; missing ']'",
+            "buckets[0].events.onGet.filter.excludes[0]: bad glob \"{a,b\": unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+        ],
+    ),
+    (
+        "bad-globals",
+        &[
+            "stateDir: \"var/lib/storgate\" is not an absolute path",
+            "vhost: \"a/b\" must be a non-empty name without `/`",
+            "functionBaseUrl: \"127.0.0.1:8080\" is not an http:// or https:// URL",
+            "aws_s3[0].bucket: must not be empty",
+            "aws_s3[0].endpoint: \"minio:9000\" is not an http:// or https:// URL",
+            "aws_s3[0]: accessKeyId and secretAccessKey must be given together",
+            "aws_s3[0].metadataTtl: -1 is not a non-negative number of seconds",
+            "aws_s3[0].timeout: 0 is not a positive number of seconds",
+            "aws_s3[1].name: duplicate aws_s3 name \"s3\" (also aws_s3[0])",
+            "aws_s3[1]: accessKeyId and secretAccessKey must be given together",
+            "aws_s3[2].name: \"bad@name\" is not a valid name (use letters, digits, `.`, `_`, `-`)",
+            "distribution.leader.termSeconds: 1 is below the minimum of 3",
+            "distribution.leader.url: \"file://mnt/nas/images/temp/.{vhost}.m2leader\": a file URL needs an absolute path, as in file:///shared/dir/.{vhost}.m2leader",
+            "throttling.enable: invalid type: string \"yes\", expected a boolean",
+        ],
+    ),
+    (
+        "bad-origin-path",
+        &[
+            "buckets[0].mounts[0].originPath: \"mystorage\" is neither an absolute local directory (starting with /) nor NAME@aws_s3[/prefix]",
+            "buckets[0].mounts[1].originPath: \"mystorage@aws_s3/x/../y\" contains a `..` component",
+            "buckets[0].mounts[2].originPath: \"relative/dir\" is neither an absolute local directory (starting with /) nor NAME@aws_s3[/prefix]",
+        ],
+    ),
+    (
+        "bad-regex",
+        &[
+            "buckets[0].workflows[0].tasks[0].pathPattern: bad regex \"/in/([^/]+\": unclosed group",
+            "buckets[0].events.onPut.filter.patterns[1]: bad regex \"(unclosed\": unclosed group",
+            "buckets[0].events.onPut.filter.excludes[0]: bad regex \"*.tmp\": repetition operator missing expression",
+        ],
+    ),
+    (
+        "bad-save-paths",
+        &[
+            "buckets[0].workflows[0].tasks[0].savePath: \"image_service/{{ item.path }}\" is not an absolute bucket path (it must start with / or with a template)",
+            "buckets[0].workflows[0].tasks[1].savePath: \"/image_service/../{{ item.path }}\" contains a `..` component",
+            "buckets[0].workflows[0].tasks[2].savePath: \"/newimg/{{ item.path }}\" is not inside any mount of bucket \"b1\" (mount points: /image_landing, /image_service)",
+            "buckets[0].workflows[0].tasks[6].savePath: must not be empty",
+            "buckets[0].workflows[0].tasks[7].savePath: invalid type: null, expected a string",
+        ],
+    ),
+    (
+        "bad-template",
+        &[
+            "buckets[0].workflows[0].tasks[0].savePath: bad template: syntax error: unexpected `}`, expected end of variable block",
+            "buckets[0].workflows[0].tasks[1].function.exec[1]: bad template: syntax error: unexpected end of variable block, expected identifier",
+            "buckets[0].workflows[0].tasks[1].savePath: bad template: syntax error: unexpected end of input, expected end of block",
+            "buckets[0].workflows[0].onComplete.src.path: bad template: syntax error: unexpected end of input, expected end of variable block",
+        ],
+    ),
+    (
+        "bad-units",
+        &[
+            "buckets[0].events.onPut.filter.age: bad age \"2y\": unknown unit \"y\" (use s m h d w)",
+            "buckets[0].events.onPut.filter.size: bad size \"1M\": unknown unit \"M\" (use b k m g t)",
+            "buckets[0].events.onBatch[0].filter.age: invalid type: number `1.5`, expected a string such as \"2d\" or \"-1m\", or an integer",
+            "buckets[0].events.onBatch[0].filter.size: bad size \"1.5m\" is not a whole number with an optional unit (b k m g t)",
+        ],
+    ),
+    (
+        "bad-webhooks",
+        &[
+            "buckets[0].events.onPut.webhook.onItemCompleted: webhook /etc/passwd is not executable",
+            "buckets[0].events.onPut.webhook.onItemAborted: webhook /nonexistent/storgate-test/call_err.js does not exist",
+            "buckets[0].events.onBatch[0].webhook.onItemCompleted: \"http://\" is not an http:// or https:// URL",
+            "buckets[0].events.onBatch[0].webhook.onChunkExtracted: \"ftp://example.com/hook\" is neither an http(s):// URL nor an absolute path to an executable",
+            "buckets[0].events.onBatch[0].webhook.onChunkCompleted: \"end_chunk.js\" is neither an http(s):// URL nor an absolute path to an executable",
+        ],
+    ),
+    (
+        "buckets-not-array",
+        &["buckets: invalid type: object, expected an array"],
+    ),
+    (
+        "duplicate-bucket",
+        &["buckets[2].meta.name: duplicate bucket name \"media\" (also buckets[0])"],
+    ),
+    ("duplicate-key", &["buckets[0].name: duplicate key"]),
+    (
+        "duplicate-mount-point",
+        &[
+            "buckets[0].mounts[3].mountPoint: duplicate mountPoint /images (also buckets[0].mounts[0])",
+        ],
+    ),
+    (
+        "envelope-without-storgate",
+        &[
+            "functions.backend: missing `storgate` (the envelope is {\"functions\":{\"backend\":{\"storgate\":{…}}}})",
+        ],
+    ),
+    (
+        "event-rules",
+        &[
+            "buckets[0].workflows[1].name: duplicate workflow name \"w\" (also buckets[0].workflows[0])",
+            "buckets[0].events.onPut.trigger: required when the event is enabled",
+            "buckets[0].events.onBatch[0].chunkSize: must be at least 1",
+            "buckets[0].events.onBatch[0].path: /elsewhere is not inside any mount of bucket \"b1\" (mount points: /in)",
+            "buckets[0].events.onBatch[0].trigger.timing: must be `post` for onBatch (a scan runs no client operation to wait for)",
+            "buckets[0].events.onBatch[1].path: \"in/sub\" is not an absolute path (it must start with /)",
+        ],
+    ),
+    (
+        "http-function-without-base-url",
+        &[
+            "buckets[0].workflows[0].tasks[0].function: HTTP function /hyperdims/format/avif/optimize needs `functionBaseUrl` at the top level",
+            "buckets[0].workflows[0].tasks[1].function: \"hyperdims/format/webp\": an HTTP function path must start with / (use {\"exec\": […]} to run a program)",
+        ],
+    ),
+    (
+        "json-block-comment",
+        &["line 2, column 3: invalid JSON: key must be a string"],
+    ),
+    (
+        "json-missing-comma",
+        &["line 14, column 13: invalid JSON: expected `,` or `}`"],
+    ),
+    (
+        "json-trailing-comma",
+        &["line 3, column 59: invalid JSON: trailing comma"],
+    ),
+    (
+        "json-unquoted-key",
+        &["line 3, column 32: invalid JSON: key must be a string"],
+    ),
+    (
+        "many-problems",
+        &[
+            "buckets[0].mounts[0].exposed: unknown field (did you mean `expose`?)",
+            "buckets[0].workflows[0].tasks[0].timeout: -1 is not a positive number of seconds",
+            "buckets[0].events.onBatch[0].schedule: bad cron expression \"*/5 * * * * * *\": expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found 7",
+            "buckets[1].mounts[0].originPath: no aws_s3 entry named \"nowhere\" (aws_s3 is empty)",
+            "buckets[1].events.onGet.trigger.workflow: no workflow named \"nope\" in bucket \"two\" (the bucket has no workflows)",
+        ],
+    ),
+    (
+        "meta-both-ways",
+        &[
+            "buckets[0]: `meta` is given both as an object and as keys of the bucket (name, expose); use one form",
+        ],
+    ),
+    ("missing-buckets", &["missing field `buckets`"]),
+    (
+        "missing-origin-dir",
+        &[
+            "buckets[0].mounts[0].originPath: local directory /nonexistent/storgate-test/upload does not exist",
+            "buckets[0].mounts[1].originPath: /etc/passwd is not a directory",
+            "buckets[2].mounts[0].originPath: local directory /nonexistent/storgate-test/third does not exist",
+        ],
+    ),
+    (
+        "not-an-object",
+        &["the configuration must be a JSON object, found an array"],
+    ),
+    (
+        "on-complete",
+        &[
+            "buckets[0].workflows[0].onComplete.src: op `move` needs a `path`",
+            "buckets[0].workflows[1].onComplete.src.path: \"/processed/{{ item.path }}\" is not inside any mount of bucket \"b1\" (mount points: /in)",
+            "buckets[0].workflows[2].onComplete.op: unknown field",
+        ],
+    ),
+    (
+        "path-pattern-groups",
+        &[
+            "buckets[0].workflows[0].tasks[0].savePath: #3 refers to a capture group that pathPattern does not have (it has 2)",
+            "buckets[0].workflows[0].tasks[1].savePath: uses #1 but the task has no pathPattern",
+        ],
+    ),
+    (
+        "relative-mount-point",
+        &[
+            "buckets[0].mounts[0].mountPoint: \"images\" is not an absolute path (it must start with /)",
+            "buckets[0].mounts[1].mountPoint: \"/a/../b\" contains a `..` component",
+            "buckets[0].mounts[2].mountPoint: \"\" is not an absolute path (it must start with /)",
+        ],
+    ),
+    (
+        "unknown-endpoint",
+        &[
+            "distribution.leader.authEndpoint: no aws_s3 entry named \"auth\" (known: mystorage)",
+            "distribution.leader.url: no aws_s3 entry named \"lockstore\" (known: mystorage)",
+            "buckets[0].mounts[0].originPath: no aws_s3 entry named \"mystorag\" (known: mystorage)",
+            "buckets[0].mounts[1].originPath: no aws_s3 entry named \"google_storage\" (known: mystorage)",
+        ],
+    ),
+    (
+        "unknown-field-chunk-hook-on-put",
+        &["buckets[0].events.onPut.webhook.onChunkExtracted: unknown field"],
+    ),
+    (
+        "unknown-field-schedlue",
+        &[
+            "buckets[0].events.onBatch[1].schedlue: unknown field (did you mean `schedule`?)",
+            "buckets[0].events.onBatch[1].schedule: required when the scan is enabled",
+        ],
+    ),
+    (
+        "unknown-field-top",
+        &[
+            "functionBaseURL: unknown field (did you mean `functionBaseUrl`?)",
+            "statedir: unknown field (did you mean `stateDir`?)",
+        ],
+    ),
+    (
+        "unknown-workflow",
+        &[
+            "buckets[0].events.onPut.trigger.workflow: no workflow named \"migrate_tmpimg\" in bucket \"b1\" (workflows: migrate_tmping)",
+            "buckets[1].events.onDelete.trigger.workflow: no workflow named \"cleanup\" in bucket \"b2\" (the bucket has no workflows)",
+        ],
+    ),
+    (
+        "wrong-types",
+        &[
+            "aws_s3[0].bucket: invalid type: integer `7`, expected a string",
+            "buckets[0].workflows: invalid type: object, expected an array",
+            "buckets[0].mounts[0].expose: invalid type: string \"no\", expected a boolean",
+            "buckets[0].access.get.enable: invalid type: integer `1`, expected a boolean",
+            "buckets[0].events.onPut.enable: invalid type: string \"yes\", expected a boolean",
+            "buckets[0].events.onBatch[0].chunkSize: invalid value: integer `-5`, expected a non-negative integer",
+            "buckets[0].events.onBatch[1].chunkSize: invalid type: number `1.5`, expected a non-negative integer",
+        ],
+    ),
+];
+
+fn problems(path: &Path) -> Vec<String> {
+    match load(path) {
+        Ok(l) => vec![format!("<loaded OK, warnings {:?}>", l.warnings)],
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn bad_configs_report_exact_lines() {
+    let mut failures = Vec::new();
+    for (name, expected) in BAD {
+        let got = problems(&corpus("bad-configs").join(format!("{name}.json")));
+        if got != *expected {
+            failures.push(format!(
+                "{name}:\n  expected:\n    {}\n  got:\n    {}",
+                expected.join("\n    "),
+                got.join("\n    ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_bad_config_is_listed() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(corpus("bad-configs"))
+        .expect("corpus dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".json")?.to_string())
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = BAD.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    assert!(listed.len() >= 25);
+}
+
+#[test]
+fn check_command_prints_problems_and_returns_2() {
+    let path = corpus("bad-configs").join("unknown-workflow.json");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(check_to(&path, &mut out, &mut err), 2);
+    assert!(out.is_empty());
+    let err = String::from_utf8(err).expect("utf-8");
+    let expected = BAD
+        .iter()
+        .find(|(n, _)| *n == "unknown-workflow")
+        .map(|(_, e)| e.join("\n"))
+        .expect("listed");
+    assert_eq!(err, format!("{expected}\n{}: 2 problems\n", path.display()));
+    assert_eq!(
+        config::check_command(&corpus("bad-configs/no-such-file.json")),
+        2
+    );
+}
+
+/// A temporary tree with the directories and executables good configs name.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in [
+            "mnt/nas/upload",
+            "mnt/nas/image/service",
+            "nfs/media",
+            "local/media",
+            "ssd",
+            "data",
+            "shared",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        for f in [
+            "usr/local/m2/webhook/purge_cdn.js",
+            "hooks/alert.sh",
+            "hooks/begin_chunk.sh",
+            "bin/convert",
+        ] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, "#!/bin/sh\nexit 0\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        Tree { dir }
+    }
+
+    fn root(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// Writes good config `name` with `@ROOT@` substituted; returns its path.
+    fn config(&self, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(corpus("good-configs").join(format!("{name}.json")))
+            .expect("good config");
+        let p = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&p, text.replace("@ROOT@", &self.root())).expect("write");
+        p
+    }
+
+    fn unroot(&self, s: &str) -> String {
+        s.replace(&self.root(), "@ROOT@")
+    }
+}
+
+fn expected_file(name: &str, ext: &str) -> String {
+    std::fs::read_to_string(corpus("good-configs").join(format!("{name}.{ext}")))
+        .unwrap_or_default()
+}
+
+#[test]
+fn good_configs_load_with_expected_summary_and_warnings() {
+    let tree = Tree::new();
+    for name in ["landing-zone", "media", "minimal"] {
+        let loaded = match load(&tree.config(name)) {
+            Ok(l) => l,
+            Err(e) => panic!("{name} must load, got: {e:#?}"),
+        };
+        assert_eq!(
+            tree.unroot(&config::summary(&loaded.config)),
+            expected_file(name, "summary"),
+            "summary of {name}"
+        );
+        let warnings: String = loaded
+            .warnings
+            .iter()
+            .map(|w| format!("{}\n", tree.unroot(w)))
+            .collect();
+        assert_eq!(
+            warnings,
+            expected_file(name, "warnings"),
+            "warnings of {name}"
+        );
+    }
+}
+
+#[test]
+fn check_command_prints_summary_and_returns_0() {
+    let tree = Tree::new();
+    let path = tree.config("landing-zone");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(check_to(&path, &mut out, &mut err), 0);
+    let out = tree.unroot(&String::from_utf8(out).expect("utf-8"));
+    assert_eq!(
+        out,
+        format!(
+            "@ROOT@/landing-zone.json: OK\n{}",
+            expected_file("landing-zone", "summary")
+        )
+    );
+    assert!(err.is_empty());
+
+    let path = tree.config("media");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(check_to(&path, &mut out, &mut err), 0);
+    let err = tree.unroot(&String::from_utf8(err).expect("utf-8"));
+    let expected: String = expected_file("media", "warnings")
+        .lines()
+        .map(|l| format!("warning: {l}\n"))
+        .collect();
+    assert_eq!(err, expected);
+}
+
+#[test]
+fn the_model_holds_what_the_file_says() {
+    let tree = Tree::new();
+    let cfg = load(&tree.config("media")).expect("loads").config;
+    let media = cfg.bucket("media").expect("bucket media");
+    let origins: Vec<(String, Origin)> = media
+        .mounts
+        .iter()
+        .map(|m| (m.mount_path().to_string(), m.origin()))
+        .collect();
+    let root = tree.dir.path();
+    assert_eq!(
+        origins,
+        vec![
+            (
+                "/archive".into(),
+                Origin::S3 {
+                    endpoint: "minio".into(),
+                    prefix: "media/2024".into()
+                }
+            ),
+            ("/".into(), Origin::Local(root.join("nfs/media"))),
+            ("/".into(), Origin::Local(root.join("local/media"))),
+            (
+                "/newimg".into(),
+                Origin::S3 {
+                    endpoint: "aws".into(),
+                    prefix: String::new()
+                }
+            ),
+            ("/fast".into(), Origin::Local(root.join("ssd"))),
+        ]
+    );
+    assert!(media.mounts[1].mount_point.is_none() && media.mounts[2].mount_point.is_none());
+    assert!(!media.mounts[3].expose);
+    assert!(media.access.get.enable && media.access.put.enable && !media.access.delete.enable);
+    let derive = media.workflow("derive").expect("derive");
+    assert!(matches!(&derive.tasks[0].function, Function::Exec(a) if a.len() == 4));
+    assert_eq!(
+        derive.tasks[1].timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        derive.tasks[2].path_pattern.as_ref().map(|r| r.as_str()),
+        Some("/([^/]+)/(.*)")
+    );
+    let minio = cfg.s3_endpoint("minio").expect("minio");
+    assert_eq!(minio.metadata_ttl, std::time::Duration::ZERO);
+    assert_eq!(minio.timeout, std::time::Duration::from_secs(5));
+    assert!(minio.force_path_style);
+    let aws = cfg.s3_endpoint("aws").expect("aws");
+    assert_eq!(aws.metadata_ttl, std::time::Duration::from_secs(1));
+    assert_eq!(aws.timeout, std::time::Duration::from_secs(30));
+    assert!(!aws.force_path_style);
+    assert_eq!(
+        cfg.distribution.leader.url,
+        Some(LeaderUrl::File(root.join("shared/.web1.m2leader")))
+    );
+    assert_eq!(cfg.state_dir, root.join("state"));
+    assert_eq!(
+        cfg.function_base_url.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    let scan = &media.events.on_batch[0];
+    assert_eq!(scan.chunk_size, 500);
+    let filter = scan.filter.as_ref().expect("filter");
+    assert_eq!((filter.depth, filter.recursive), (3, true));
+    assert_eq!(
+        filter.age.map(|a| (a.seconds, a.at_most)),
+        Some((7 * 86400, true))
+    );
+    assert_eq!(
+        filter.size.map(|s| (s.bytes, s.at_most)),
+        Some((1 << 20, false))
+    );
+    let dropbox = cfg.bucket("dropbox").expect("dropbox");
+    assert!(!dropbox.meta.enable && !dropbox.meta.expose && !dropbox.access.get.enable);
+}
+
+#[test]
+fn secrets_are_never_printed() {
+    let tree = Tree::new();
+    let path = tree.config("media");
+    let loaded = load(&path).expect("loads");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(check_to(&path, &mut out, &mut err), 0);
+    let texts = [
+        format!("{:?}", loaded.config),
+        format!("{:#?}", loaded),
+        config::summary(&loaded.config),
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    ];
+    for t in &texts {
+        assert!(!t.contains("AKIASECRETKEYID0001"), "access key id leaked");
+        assert!(!t.contains("CYSECRET"), "secret access key leaked");
+    }
+    let minio = loaded.config.s3_endpoint("minio").expect("minio");
+    assert_eq!(
+        minio.access_key_id.as_ref().map(|s| s.expose()),
+        Some("AKIASECRETKEYID0001")
+    );
+    // A config error next to a secret does not print it either.
+    let bad = load_str(
+        r#"{"buckets": [], "aws_s3": [{"name": "x", "bucket": "b", "secretAccessKey": "TOPSECRETVALUE", "endpoint": 5}]}"#,
+    )
+    .expect_err("invalid");
+    assert!(!format!("{bad:?}").contains("TOPSECRETVALUE"));
+}
+
+#[test]
+fn envelope_and_bare_object_are_the_same() {
+    let tree = Tree::new();
+    let text = std::fs::read_to_string(tree.config("landing-zone")).expect("read");
+    let wrapped = load_str(&text).expect("envelope loads");
+    let start = text.find("\"buckets\"").expect("buckets");
+    let end = text.rfind("]").expect("end of buckets");
+    let bare = format!("{{ {} }}", &text[start..=end]);
+    let bare = load_str(&bare).expect("bare object loads");
+    assert_eq!(
+        config::summary(&wrapped.config),
+        config::summary(&bare.config)
+    );
+}
+
+#[test]
+fn schedules_are_real_cron() {
+    use chrono::TimeZone;
+    let tree = Tree::new();
+    let cfg = load(&tree.config("media")).expect("loads").config;
+    let media = cfg.bucket("media").expect("media");
+    let s = media.events.on_batch[0]
+        .schedule
+        .as_ref()
+        .expect("schedule");
+    // "0 */2 * * 0,7": even hours on Sundays (0 and 7 both mean Sunday).
+    let sunday = chrono::Utc
+        .with_ymd_and_hms(2024, 3, 3, 4, 0, 0)
+        .single()
+        .expect("date");
+    let monday = chrono::Utc
+        .with_ymd_and_hms(2024, 3, 4, 4, 0, 0)
+        .single()
+        .expect("date");
+    assert!(s.cron.is_time_matching(&sunday).expect("match"));
+    assert!(!s.cron.is_time_matching(&monday).expect("match"));
+}
+
+/// Small deterministic PRNG (xorshift64*), so the test needs no rand API.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn mangled_configs_never_panic() {
+    let tree = Tree::new();
+    let mut seeds: Vec<String> = ["landing-zone", "media", "minimal"]
+        .iter()
+        .map(|n| std::fs::read_to_string(tree.config(n)).expect("read"))
+        .collect();
+    for (name, _) in BAD {
+        seeds.push(
+            std::fs::read_to_string(corpus("bad-configs").join(format!("{name}.json")))
+                .expect("read"),
+        );
+    }
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"",
+        "null",
+        "-1",
+        "1e999",
+        "\"/\"",
+        "\"..\"",
+        "{{",
+        "}}",
+        "#",
+        "//",
+        "\\",
+        "\u{0}",
+        "é",
+        "\"*\"",
+        "[]",
+        "{}",
+        "true",
+        "\"@aws_s3\"",
+        "18446744073709551616",
+        "0.5",
+        "\"{% for %}\"",
+        "\"(\"",
+        "\n",
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..3000 {
+        let mut text: Vec<char> = seeds[rng.below(seeds.len())].chars().collect();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(text.len() + 1);
+            match rng.below(3) {
+                0 => {
+                    let len = rng.below(12).min(text.len() - at.min(text.len()));
+                    text.drain(at..at + len);
+                }
+                1 => {
+                    let p = pieces[rng.below(pieces.len())];
+                    for (k, c) in p.chars().enumerate() {
+                        text.insert(at + k, c);
+                    }
+                }
+                _ => text.truncate(at),
+            }
+        }
+        let s: String = text.into_iter().collect();
+        let _ = load_str(&s);
+    }
+    // Deep nesting is refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(load_str(&deep).is_err());
+}
