@@ -4,18 +4,17 @@
 //! offsets stay consistent while the directory changes.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::dir::DirEntry;
 use super::inodes::Ino;
 use crate::error::{Errno, FsResult};
-use crate::origin::local::fstat;
+use crate::origin::OpenFile;
 
 pub struct FileHandle {
     pub ino: Ino,
-    pub file: File,
+    pub file: OpenFile,
     /// Set by the first write: the release of this handle is a "close after
     /// write" (what onPut fires on, later).
     pub wrote: AtomicBool,
@@ -47,7 +46,7 @@ impl HandleTable {
         fh
     }
 
-    pub fn insert_file(&self, ino: Ino, file: File) -> u64 {
+    pub fn insert_file(&self, ino: Ino, file: OpenFile) -> u64 {
         self.insert(Handle::File(Arc::new(FileHandle {
             ino,
             file,
@@ -80,7 +79,7 @@ impl HandleTable {
     /// fstat through handle `fh`, if it is an open file.
     pub fn fstat(&self, fh: u64) -> Option<FsResult<libc::stat>> {
         let f = self.file(fh).ok()?;
-        Some(fstat(&f.file))
+        Some(f.file.stat())
     }
 
     /// fstat through any open handle of `ino` (for an unlinked, open file).
@@ -89,7 +88,7 @@ impl HandleTable {
             Handle::File(f) if f.ino == ino => Some(f.clone()),
             _ => None,
         })?;
-        Some(fstat(&f.file))
+        Some(f.file.stat())
     }
 
     /// Any open file of `ino`, for operations on an unlinked file.

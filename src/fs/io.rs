@@ -3,14 +3,12 @@
 //! concurrent writers behave as on the origin itself.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use super::inodes::Ino;
 use super::namespace::Need;
 use super::{Core, Ctx, Entry, Located, Target};
 use crate::error::{Errno, FsResult};
-use crate::origin::local::fstat;
 
 /// Open flags the origin must not see: the kernel has handled them.
 const KERNEL_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY;
@@ -76,15 +74,7 @@ impl Core {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handles.file(fh)?;
         let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match h.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let done = h.file.read_at(&mut buf, offset)?;
         buf.truncate(done);
         Ok(buf)
     }
@@ -92,17 +82,19 @@ impl Core {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handles.file(fh)?;
         h.wrote.store(true, Ordering::Relaxed);
-        h.file.write_all_at(data, offset).map_err(Errno::from)?;
+        h.file.write_at(data, offset)?;
         Ok(data.len() as u32)
     }
 
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.handles.file(fh)?;
-        if datasync {
-            h.file.sync_data().map_err(Errno::from)
-        } else {
-            h.file.sync_all().map_err(Errno::from)
-        }
+        h.file.sync(datasync)
+    }
+
+    /// A `close` of the handle (one per close of a duplicate, too): data
+    /// written must be in the origin before it returns.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        self.handles.file(fh)?.file.flush()
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
@@ -112,12 +104,11 @@ impl Core {
 
     /// fallocate on an open file (posix_fallocate and friends).
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
-        use std::os::fd::AsRawFd;
         let h = self.handles.file(fh)?;
         // SAFETY: an open fd owned by the handle.
         crate::error::check(unsafe {
             libc::fallocate(
-                h.file.as_raw_fd(),
+                local_fd(&h.file)?,
                 mode,
                 offset as libc::off_t,
                 length as libc::off_t,
@@ -128,16 +119,21 @@ impl Core {
 
     /// lseek for SEEK_DATA/SEEK_HOLE on an open file.
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
-        use std::os::fd::AsRawFd;
         let h = self.handles.file(fh)?;
         // SAFETY: an open fd owned by the handle; the shared offset is not used by pread/pwrite.
-        let r = unsafe { libc::lseek(h.file.as_raw_fd(), offset, whence) };
+        let r = unsafe { libc::lseek(local_fd(&h.file)?, offset, whence) };
         if r < 0 { Err(Errno::last()) } else { Ok(r) }
     }
 
     /// Size of an open file, for callers that need it after writes.
     pub fn handle_size(&self, fh: u64) -> FsResult<u64> {
         let h = self.handles.file(fh)?;
-        Ok(fstat(&h.file)?.st_size as u64)
+        Ok(h.file.stat()?.st_size as u64)
     }
+}
+
+/// The fd of a handle's local file; other origins don't do fd-only calls.
+fn local_fd(f: &crate::origin::OpenFile) -> FsResult<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    f.as_local().map(|f| f.as_raw_fd()).ok_or(Errno::ENOTSUP)
 }

@@ -24,7 +24,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 use crate::config::{Access, Config, Origin};
 use crate::error::{Errno, FsResult};
-use crate::origin::LocalOrigin;
+use crate::origin::{Backend, LocalOrigin};
 use crate::tree::{BucketTree, Place};
 
 pub use dir::DirEntry;
@@ -68,7 +68,7 @@ pub(crate) struct BucketState {
     pub tree: BucketTree,
     pub access: Access,
     /// The origin of each mount, by mount index.
-    pub origins: Vec<LocalOrigin>,
+    pub origins: Vec<Backend>,
 }
 
 /// An answer to lookup/create/mkdir: attributes and how long to trust them.
@@ -126,7 +126,9 @@ impl Core {
             let mut origins = Vec::new();
             for (i, m) in tree.mounts.iter().enumerate() {
                 match &m.origin {
-                    Origin::Local(root) => origins.push(LocalOrigin::new(root.clone())),
+                    Origin::Local(root) => {
+                        origins.push(Backend::Local(LocalOrigin::new(root.clone())))
+                    }
                     Origin::S3 { endpoint, .. } => {
                         return Err(format!(
                             "buckets \"{}\" mount {i}: S3 origin {endpoint}@aws_s3 is not supported by this build yet",
@@ -233,7 +235,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &LocalOrigin {
+    pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &Backend {
         &self.buckets[bucket].origins[mount]
     }
 
@@ -417,7 +419,7 @@ impl Core {
         let mut out = Vec::new();
         for (bi, b) in self.buckets.iter().enumerate() {
             for (mi, o) in b.origins.iter().enumerate() {
-                if let Some(rel) = o.rel_of(abs) {
+                if let Some(rel) = o.as_local().and_then(|l| l.rel_of(abs)) {
                     let mut path = b.tree.mounts[mi].point.clone();
                     path.extend(rel);
                     out.push((bi, path));
@@ -440,7 +442,11 @@ impl Core {
         let mut v: Vec<_> = self
             .buckets
             .iter()
-            .flat_map(|b| b.origins.iter().map(|o| o.root().to_path_buf()))
+            .flat_map(|b| {
+                b.origins
+                    .iter()
+                    .filter_map(|o| o.as_local().map(|l| l.root().to_path_buf()))
+            })
             .collect();
         v.sort();
         v.dedup();

@@ -125,7 +125,7 @@ impl Core {
             .is_ok_and(|st| st.st_mode & libc::S_ISGID != 0);
         let gid = (!parent_setgid).then_some(ctx.gid);
         if let Err(e) = origin.chown(rel, Some(ctx.uid), gid) {
-            tracing::warn!(path = ?origin.path_of(rel), error = %e, "cannot give new entry to its creator");
+            tracing::warn!(path = ?rel, error = %e, "cannot give new entry to its creator");
         }
     }
 
@@ -388,7 +388,8 @@ impl Core {
             },
             Err(e) => {
                 let f = by_handle.or_else(|| self.handles.any_file(ino)).ok_or(e)?;
-                return self.setattr_fd(ino, &f.file, &s);
+                let file = f.file.as_local().ok_or(Errno::ENOTSUP)?;
+                return self.setattr_fd(ino, file, &s);
             }
         };
         self.allow(bucket, Need::Put)?;
@@ -401,7 +402,7 @@ impl Core {
         }
         if let Some(size) = s.size {
             match &by_handle {
-                Some(f) => f.file.set_len(size).map_err(Errno::from)?,
+                Some(f) => f.file.set_len(size)?,
                 None => origin.truncate(&rel, size)?,
             }
         }

@@ -55,7 +55,11 @@ impl FuseFs {
                     .handles
                     .file(fh)
                     .map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
-                let id = Arc::new(register(&h.file)?);
+                let file = h
+                    .file
+                    .as_local()
+                    .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOTSUP))?;
+                let id = Arc::new(register(file)?);
                 cache.by_inode.insert(ino, Arc::downgrade(&id));
                 id
             }
@@ -339,11 +343,11 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        reply_empty(reply, self.core.flush(fh.0));
     }
 
     fn release(

@@ -1,6 +1,235 @@
-//! Backends that hold a bucket's data. Today: local directories (`local`).
-//! S3 origins arrive with their own issue and implement the same operations.
+//! Backends that hold a bucket's data, behind one interface: `Backend` (one
+//! origin of a mount) and `OpenFile` (an open file of an origin). Local
+//! directories (`local`) are plain syscalls; everything S3-specific lives
+//! in `s3`. The file-system core only ever talks to these two types.
 
 pub mod local;
 
-pub use local::LocalOrigin;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+pub use local::{LocalOrigin, OriginDirEntry, SetTime};
+
+use crate::error::{Errno, FsResult};
+
+/// The origin of one mount.
+pub enum Backend {
+    Local(LocalOrigin),
+}
+
+impl Backend {
+    /// The local directory behind this origin, if it is one.
+    pub fn as_local(&self) -> Option<&LocalOrigin> {
+        match self {
+            Backend::Local(l) => Some(l),
+        }
+    }
+
+    /// Whether the kernel may read and write files of this origin directly.
+    pub fn allows_passthrough(&self) -> bool {
+        matches!(self, Backend::Local(_))
+    }
+
+    pub fn lstat(&self, rel: &[OsString]) -> FsResult<libc::stat> {
+        match self {
+            Backend::Local(l) => l.lstat(rel),
+        }
+    }
+
+    pub fn read_dir(&self, rel: &[OsString]) -> FsResult<Vec<OriginDirEntry>> {
+        match self {
+            Backend::Local(l) => l.read_dir(rel),
+        }
+    }
+
+    pub fn open(&self, rel: &[OsString], flags: i32) -> FsResult<OpenFile> {
+        match self {
+            Backend::Local(l) => l.open(rel, flags).map(OpenFile::Local),
+        }
+    }
+
+    pub fn create(&self, rel: &[OsString], flags: i32, mode: u32) -> FsResult<OpenFile> {
+        match self {
+            Backend::Local(l) => l.create(rel, flags, mode).map(OpenFile::Local),
+        }
+    }
+
+    pub fn mkdir(&self, rel: &[OsString], mode: u32) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.mkdir(rel, mode),
+        }
+    }
+
+    pub fn mknod(&self, rel: &[OsString], mode: u32, rdev: u32) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.mknod(rel, mode, rdev),
+        }
+    }
+
+    pub fn rmdir(&self, rel: &[OsString]) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.rmdir(rel),
+        }
+    }
+
+    pub fn unlink(&self, rel: &[OsString]) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.unlink(rel),
+        }
+    }
+
+    pub fn symlink(&self, target: &OsStr, rel: &[OsString]) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.symlink(target, rel),
+        }
+    }
+
+    pub fn readlink(&self, rel: &[OsString]) -> FsResult<Vec<u8>> {
+        match self {
+            Backend::Local(l) => l.readlink(rel),
+        }
+    }
+
+    pub fn link(&self, from: &[OsString], to: &[OsString]) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.link(from, to),
+        }
+    }
+
+    pub fn rename(&self, from: &[OsString], to: &[OsString], flags: u32) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.rename(from, to, flags),
+        }
+    }
+
+    pub fn chmod(&self, rel: &[OsString], mode: u32) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.chmod(rel, mode),
+        }
+    }
+
+    pub fn chown(&self, rel: &[OsString], uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.chown(rel, uid, gid),
+        }
+    }
+
+    pub fn truncate(&self, rel: &[OsString], size: u64) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.truncate(rel, size),
+        }
+    }
+
+    pub fn utimens(&self, rel: &[OsString], atime: SetTime, mtime: SetTime) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.utimens(rel, atime, mtime),
+        }
+    }
+
+    pub fn statvfs(&self, rel: &[OsString]) -> FsResult<libc::statvfs> {
+        match self {
+            Backend::Local(l) => l.statvfs(rel),
+        }
+    }
+
+    pub fn getxattr(&self, rel: &[OsString], name: &OsStr, size: usize) -> FsResult<Vec<u8>> {
+        match self {
+            Backend::Local(l) => l.getxattr(rel, name, size),
+        }
+    }
+
+    pub fn getxattr_size(&self, rel: &[OsString], name: &OsStr) -> FsResult<usize> {
+        match self {
+            Backend::Local(l) => l.getxattr_size(rel, name),
+        }
+    }
+
+    pub fn listxattr(&self, rel: &[OsString], size: usize) -> FsResult<Vec<u8>> {
+        match self {
+            Backend::Local(l) => l.listxattr(rel, size),
+        }
+    }
+
+    pub fn setxattr(
+        &self,
+        rel: &[OsString],
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.setxattr(rel, name, value, flags),
+        }
+    }
+
+    pub fn removexattr(&self, rel: &[OsString], name: &OsStr) -> FsResult<()> {
+        match self {
+            Backend::Local(l) => l.removexattr(rel, name),
+        }
+    }
+}
+
+/// An open file of an origin.
+pub enum OpenFile {
+    Local(File),
+}
+
+impl OpenFile {
+    /// The local file behind this handle (for passthrough and fd-only calls).
+    pub fn as_local(&self) -> Option<&File> {
+        match self {
+            OpenFile::Local(f) => Some(f),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; short only at end of file.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> FsResult<usize> {
+        match self {
+            OpenFile::Local(f) => {
+                let mut done = 0;
+                while done < buf.len() {
+                    match f.read_at(&mut buf[done..], offset + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    pub fn write_at(&self, data: &[u8], offset: u64) -> FsResult<()> {
+        match self {
+            OpenFile::Local(f) => f.write_all_at(data, offset).map_err(Errno::from),
+        }
+    }
+
+    pub fn stat(&self) -> FsResult<libc::stat> {
+        match self {
+            OpenFile::Local(f) => local::fstat(f),
+        }
+    }
+
+    pub fn set_len(&self, size: u64) -> FsResult<()> {
+        match self {
+            OpenFile::Local(f) => f.set_len(size).map_err(Errno::from),
+        }
+    }
+
+    pub fn sync(&self, datasync: bool) -> FsResult<()> {
+        match self {
+            OpenFile::Local(f) if datasync => f.sync_data().map_err(Errno::from),
+            OpenFile::Local(f) => f.sync_all().map_err(Errno::from),
+        }
+    }
+
+    /// Makes what was written durable in the origin before `close` returns.
+    pub fn flush(&self) -> FsResult<()> {
+        match self {
+            OpenFile::Local(_) => Ok(()),
+        }
+    }
+}
