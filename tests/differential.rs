@@ -502,6 +502,7 @@ impl fmt::Debug for Errno {
             libc::ELOOP => "ELOOP",
             libc::ENOTSUP => "ENOTSUP",
             libc::ESTALE => "ESTALE",
+            libc::ENOTCONN => "ENOTCONN",
             libc::ETXTBSY => "ETXTBSY",
             _ => "",
         };
@@ -1866,7 +1867,17 @@ impl Run {
                 let mut cand = ops[..i].to_vec();
                 cand.extend_from_slice(&ops[end..]);
                 k += 1;
-                if !self.replay(&cand, k).is_empty() {
+                let got = self.replay(&cand, k);
+                if got.iter().any(|m| m.contains("ENOTCONN")) {
+                    return format!(
+                        "minimize: the mount went away (ENOTCONN) after {k} replays; \
+                         raise STORGATE_TEST_MOUNT_TIMEOUT. Last: {got:?}"
+                    );
+                }
+                if k % 25 == 0 {
+                    eprintln!("minimize: {k} replays, {} operations left", ops.len());
+                }
+                if !got.is_empty() {
                     ops = cand;
                     removed = true;
                 } else {
@@ -1913,6 +1924,10 @@ impl Run {
             }
             if !self.mismatches.is_empty() {
                 let first = self.mismatches[0].clone();
+                eprintln!(
+                    "differential: seed={} mismatch at op #{i}, minimizing:\n{first}",
+                    self.seed
+                );
                 let report = self.minimize(done);
                 self.collect = false;
                 self.fail(format!("{first}\n{report}"));
@@ -2019,6 +2034,14 @@ fn ops_from_env() -> usize {
 fn random_ops() {
     let seed = env_u64("STORGATE_DIFF_SEED").unwrap_or_else(random_seed);
     let ops = ops_from_env();
+    if env_u64("STORGATE_DIFF_MINIMIZE").unwrap_or(0) != 0
+        && std::env::var_os("STORGATE_TEST_MOUNT_TIMEOUT").is_none()
+    {
+        // Minimizing replays for a long time: keep the harness's watchdog
+        // from killing the daemon meanwhile. Manual debugging mode only.
+        // SAFETY: set before this test starts any thread of its own.
+        unsafe { std::env::set_var("STORGATE_TEST_MOUNT_TIMEOUT", "3600") };
+    }
     let pair = Pair::start();
     let (bare, mnt, log) = (pair.bare(), pair.mnt(), pair.log());
     with_umask(move || {
