@@ -8,8 +8,9 @@
 //! targets, and mtimes that were set explicitly).
 //!
 //! Replay: `STORGATE_DIFF_SEED=<u64> STORGATE_DIFF_OPS=<n> cargo test --test
-//! differential random_ops -- --nocapture`. The seed is printed at start and
-//! in every failure message. With `STORGATE_DIFF_MINIMIZE=1` a failing
+//! differential random_ops -- --exact --nocapture` (or
+//! `random_ops_no_passthrough`, which runs half of `STORGATE_DIFF_OPS`).
+//! The seed is printed at start and in every failure message. With `STORGATE_DIFF_MINIMIZE=1` a failing
 //! run also shrinks the operation sequence (replaying candidates in fresh
 //! subdirectories of the same mount) and prints the smallest one found.
 
@@ -1606,6 +1607,9 @@ struct Run {
     skew: std::time::Duration,
     /// The daemon's log, whose tail goes into failure messages.
     log: Option<PathBuf>,
+    /// The #[test] and STORGATE_DIFF_OPS to name in the replay hint.
+    test: &'static str,
+    ops_env: usize,
     /// A fixed sequence, not a seeded one: it goes on after a mismatch and
     /// reports every one at the end.
     scripted: bool,
@@ -1647,6 +1651,8 @@ impl Run {
             mtimes_compared: 0,
             skew: std::time::Duration::ZERO,
             log: None,
+            test: "random_ops",
+            ops_env: ops,
             scripted: false,
             collect: false,
             mismatches: Vec::new(),
@@ -1658,8 +1664,8 @@ impl Run {
             return "scripted sequence (no seed): rerun this #[test]".to_string();
         }
         format!(
-            "replay: STORGATE_DIFF_SEED={} STORGATE_DIFF_OPS={} cargo test --test differential random_ops -- --nocapture",
-            self.seed, self.ops
+            "replay: STORGATE_DIFF_SEED={} STORGATE_DIFF_OPS={} cargo test --test differential {} -- --exact --nocapture",
+            self.seed, self.ops_env, self.test
         )
     }
 
@@ -1990,6 +1996,11 @@ struct Pair {
 
 impl Pair {
     fn start() -> Pair {
+        Pair::start_with(&[])
+    }
+
+    /// With extra `storgate mount` arguments (e.g. `-o no_passthrough`).
+    fn start_with(extra: &[&str]) -> Pair {
         let root = common::scratch();
         let origin = root.path().join("origin");
         let bare = root.path().join("bare");
@@ -2006,7 +2017,9 @@ impl Pair {
                 "mounts": [{"mountPoint": null, "originPath": origin}],
             }],
         });
-        let mount = common::Mount::start_in(root, &config, &["--bucket", "b"]);
+        let mut args = vec!["--bucket", "b"];
+        args.extend_from_slice(extra);
+        let mount = common::Mount::start_in(root, &config, &args);
         Pair { mount }
     }
 
@@ -2029,11 +2042,25 @@ fn ops_from_env() -> usize {
 
 // ---------------------------------------------------------------- tests
 
-/// The random differential run against a real mount.
+/// The random differential run against a real mount (default I/O path:
+/// FUSE passthrough for local files where the kernel offers it).
 #[test]
 fn random_ops() {
+    random_run("random_ops", &[], 1);
+}
+
+/// The same against a mount that serves every read and write in the
+/// daemon (`-o no_passthrough`), with half the operations.
+#[test]
+fn random_ops_no_passthrough() {
+    random_run("random_ops_no_passthrough", &["-o", "no_passthrough"], 2);
+}
+
+/// Runs `STORGATE_DIFF_OPS / divisor` random operations.
+fn random_run(test: &'static str, extra: &[&str], divisor: usize) {
+    let ops_env = ops_from_env();
+    let ops = ops_env.div_ceil(divisor);
     let seed = env_u64("STORGATE_DIFF_SEED").unwrap_or_else(random_seed);
-    let ops = ops_from_env();
     if env_u64("STORGATE_DIFF_MINIMIZE").unwrap_or(0) != 0
         && std::env::var_os("STORGATE_TEST_MOUNT_TIMEOUT").is_none()
     {
@@ -2042,11 +2069,13 @@ fn random_ops() {
         // SAFETY: set before this test starts any thread of its own.
         unsafe { std::env::set_var("STORGATE_TEST_MOUNT_TIMEOUT", "3600") };
     }
-    let pair = Pair::start();
+    let pair = Pair::start_with(extra);
     let (bare, mnt, log) = (pair.bare(), pair.mnt(), pair.log());
     with_umask(move || {
         let mut r = Run::new(seed, ops, &bare, &mnt);
         r.log = Some(log);
+        r.test = test;
+        r.ops_env = ops_env;
         r.run()
     });
     drop(pair);
