@@ -7,7 +7,7 @@
 //! working and a new entry at that path gets a new number, so the kernel
 //! never sees one inode number change type.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::{OsStr, OsString};
 
 pub type Ino = u64;
@@ -25,6 +25,29 @@ pub enum Kind {
     File,
     Symlink,
     Other,
+}
+
+/// Names in each directory, looked up without allocating.
+#[derive(Debug, Default)]
+struct Children(HashMap<Ino, HashMap<OsString, Ino>>);
+
+impl Children {
+    fn get(&self, parent: Ino, name: &OsStr) -> Option<Ino> {
+        self.0.get(&parent)?.get(name).copied()
+    }
+
+    fn insert(&mut self, (parent, name): (Ino, OsString), ino: Ino) {
+        self.0.entry(parent).or_default().insert(name, ino);
+    }
+
+    fn remove(&mut self, (parent, name): &(Ino, OsString)) -> Option<Ino> {
+        let names = self.0.get_mut(parent)?;
+        let ino = names.remove(name);
+        if names.is_empty() {
+            self.0.remove(parent);
+        }
+        ino
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +85,7 @@ pub enum NodePath {
 #[derive(Debug)]
 pub struct InodeTable {
     nodes: HashMap<Ino, Node>,
-    children: HashMap<(Ino, OsString), Ino>,
+    children: Children,
     identities: HashMap<Identity, Ino>,
     next: Ino,
 }
@@ -70,7 +93,7 @@ pub struct InodeTable {
 impl InodeTable {
     /// `single_bucket`: the mount root is that bucket's root directory.
     pub fn new(single_bucket: Option<usize>) -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = HashMap::default();
         nodes.insert(
             ROOT_INO,
             Node {
@@ -86,8 +109,8 @@ impl InodeTable {
         );
         InodeTable {
             nodes,
-            children: HashMap::new(),
-            identities: HashMap::new(),
+            children: Children::default(),
+            identities: HashMap::default(),
             next: ROOT_INO + 1,
         }
     }
@@ -117,7 +140,7 @@ impl InodeTable {
     }
 
     pub fn child(&self, parent: Ino, name: &OsStr) -> Option<Ino> {
-        self.children.get(&(parent, name.to_os_string())).copied()
+        self.children.get(parent, name)
     }
 
     /// The node already standing for origin file `id`, if any.
@@ -161,11 +184,18 @@ impl InodeTable {
         lookup: bool,
         identity: Option<Identity>,
     ) -> Ino {
+        // The common case: a known name, nothing to link.
+        if identity.is_none()
+            && let Some(ino) = self.children.get(parent, name)
+            && self.nodes.get(&ino).is_some_and(|n| n.kind == kind)
+        {
+            return self.counted(ino, lookup);
+        }
         let key = (parent, name.to_os_string());
         let linked = identity
             .and_then(|id| self.identities.get(&id).copied())
             .filter(|other| self.nodes.get(other).is_some_and(|n| n.kind == kind));
-        if let Some(&ino) = self.children.get(&key) {
+        if let Some(ino) = self.children.get(parent, name) {
             let same_kind = self.nodes.get(&ino).is_some_and(|n| n.kind == kind);
             if same_kind {
                 match linked {
@@ -359,7 +389,7 @@ impl InodeTable {
     pub fn find(&self, bucket_root: Ino, path: &[OsString]) -> Option<Ino> {
         let mut cur = bucket_root;
         for c in path {
-            cur = *self.children.get(&(cur, c.clone()))?;
+            cur = self.children.get(cur, c)?;
         }
         Some(cur)
     }

@@ -98,7 +98,9 @@ impl Core {
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
-        self.handles.remove(fh);
+        if let Some(super::handles::Handle::File(f)) = self.handles.remove(fh) {
+            f.file.release();
+        }
         Ok(())
     }
 

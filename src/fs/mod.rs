@@ -89,6 +89,8 @@ pub(crate) enum Located {
         mount: usize,
         rel: Vec<OsString>,
         st: Box<libc::stat>,
+        /// How long the kernel may cache what this origin said.
+        ttl: Duration,
     },
 }
 
@@ -205,6 +207,7 @@ impl Core {
                     mount,
                     rel,
                     st: Box::new(st),
+                    ttl: b.origins[mount].attr_ttl(self.opts.attr_ttl),
                 }),
                 Err(e) if e == Errno::ENOENT && b.tree.is_mount_ancestor(path) => {
                     Ok(Located::Synthetic)
@@ -220,6 +223,7 @@ impl Core {
                                 mount: r,
                                 rel,
                                 st: Box::new(st),
+                                ttl: b.origins[r].attr_ttl(self.opts.attr_ttl),
                             });
                         }
                         Err(e) => {
@@ -289,16 +293,20 @@ impl Core {
                 attr: self.synthetic_attr(ino),
                 ttl: self.opts.attr_ttl,
             },
-            Located::Origin { st, .. } => self.entry_from_stat(ino, st),
+            Located::Origin { st, ttl, .. } => self.entry_with_ttl(ino, st, *ttl),
         }
     }
 
     pub(crate) fn entry_from_stat(&self, ino: Ino, st: &libc::stat) -> Entry {
+        self.entry_with_ttl(ino, st, self.opts.attr_ttl)
+    }
+
+    fn entry_with_ttl(&self, ino: Ino, st: &libc::stat, ttl: Duration) -> Entry {
         let attr = self.attr_from_stat(ino, st);
         let ttl = if attr.kind != FileType::Directory && attr.nlink > 1 {
             Duration::ZERO
         } else {
-            self.opts.attr_ttl
+            ttl
         };
         Entry { attr, ttl }
     }

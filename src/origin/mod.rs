@@ -26,6 +26,13 @@ impl Backend {
         }
     }
 
+    /// How long the kernel may cache attributes from this origin.
+    pub fn attr_ttl(&self, default: std::time::Duration) -> std::time::Duration {
+        match self {
+            Backend::Local(_) => default,
+        }
+    }
+
     /// Whether the kernel may read and write files of this origin directly.
     pub fn allows_passthrough(&self) -> bool {
         matches!(self, Backend::Local(_))
@@ -225,6 +232,9 @@ impl OpenFile {
             OpenFile::Local(f) => f.sync_all().map_err(Errno::from),
         }
     }
+
+    /// The handle is closed for good (after the last flush).
+    pub fn release(&self) {}
 
     /// Makes what was written durable in the origin before `close` returns.
     pub fn flush(&self) -> FsResult<()> {
