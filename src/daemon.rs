@@ -179,16 +179,10 @@ pub fn run_mount(args: MountArgs) -> i32 {
         gid: opts.gid,
         attr_ttl: DEFAULT_TTL,
     };
-    let core = match Core::new(&cfg, args.bucket.as_deref(), fs_opts) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("storgate mount: {e}");
-            return 1;
-        }
-    };
+    let bucket = args.bucket.as_deref();
     if args.foreground {
         init_logging();
-        return match serve(&cfg, core, &mountpoint, &opts, None) {
+        return match serve(&cfg, bucket, fs_opts, &mountpoint, &opts, None) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storgate mount: {e}");
@@ -196,7 +190,7 @@ pub fn run_mount(args: MountArgs) -> i32 {
             }
         };
     }
-    daemonize_and_serve(&cfg, core, &mountpoint, &opts)
+    daemonize_and_serve(&cfg, bucket, fs_opts, &mountpoint, &opts)
 }
 
 fn init_logging() {
@@ -212,7 +206,15 @@ fn init_logging() {
 
 /// Forks: the child mounts and serves; the parent waits on a pipe until the
 /// child reports the mount ready (exit 0) or failed (exit 1, reason printed).
-fn daemonize_and_serve(cfg: &Config, core: Arc<Core>, mountpoint: &Path, opts: &MountOpts) -> i32 {
+/// The core (and with it the I/O runtime and its threads) is built in the
+/// child: threads do not survive a fork.
+fn daemonize_and_serve(
+    cfg: &Config,
+    bucket: Option<&str>,
+    fs_opts: FsOptions,
+    mountpoint: &Path,
+    opts: &MountOpts,
+) -> i32 {
     let mut fds = [0; 2];
     // SAFETY: a two-int array for pipe2.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -254,7 +256,7 @@ fn daemonize_and_serve(cfg: &Config, core: Arc<Core>, mountpoint: &Path, opts: &
     let ready_pipe = unsafe { File::from_raw_fd(fds[1]) };
     redirect_stdio(&cfg.state_dir);
     init_logging();
-    let code = match serve(cfg, core, mountpoint, opts, Some(ready_pipe)) {
+    let code = match serve(cfg, bucket, fs_opts, mountpoint, opts, Some(ready_pipe)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
@@ -290,11 +292,21 @@ fn redirect_stdio(state_dir: &Path) {
 /// once the kernel mount exists, or the reason it could not be made.
 fn serve(
     cfg: &Config,
-    core: Arc<Core>,
+    bucket: Option<&str>,
+    fs_opts: FsOptions,
     mountpoint: &Path,
     opts: &MountOpts,
     mut ready: Option<File>,
 ) -> Result<(), String> {
+    let core = match Core::new(cfg, bucket, fs_opts) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            if let Some(p) = ready.as_mut() {
+                let _ = p.write_all(format!("{e}\n").as_bytes());
+            }
+            return Err(e);
+        }
+    };
     // New entries get exactly the mode the client asked for.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };

@@ -24,7 +24,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 use crate::config::{Access, Config, Origin};
 use crate::error::{Errno, FsResult};
-use crate::origin::{Backend, LocalOrigin};
+use crate::origin::{Backend, LocalOrigin, S3Origin};
 use crate::tree::{BucketTree, Place};
 
 pub use dir::DirEntry;
@@ -133,11 +133,14 @@ impl Core {
                     Origin::Local(root) => {
                         origins.push(Backend::Local(LocalOrigin::new(root.clone())))
                     }
-                    Origin::S3 { endpoint, .. } => {
-                        return Err(format!(
-                            "buckets \"{}\" mount {i}: S3 origin {endpoint}@aws_s3 is not supported by this build yet",
-                            b.meta.name
-                        ));
+                    Origin::S3 { endpoint, prefix } => {
+                        let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
+                            format!(
+                                "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
+                                b.meta.name
+                            )
+                        })?;
+                        origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
                     }
                 }
             }

@@ -21,7 +21,7 @@ pub enum S3File {
         origin: Arc<S3Origin>,
         size: u64,
         attrs: Attrs,
-        prefetcher: Prefetcher,
+        prefetcher: Box<Prefetcher>,
     },
     Writer(Arc<Staged>),
 }
@@ -34,7 +34,7 @@ impl S3File {
         etag: String,
         attrs: Attrs,
     ) -> S3File {
-        let prefetcher = Prefetcher::new(origin.client.clone(), key, etag, size);
+        let prefetcher = Box::new(Prefetcher::new(origin.client.clone(), key, etag, size));
         S3File::Reader {
             origin,
             size,

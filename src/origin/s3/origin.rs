@@ -173,10 +173,10 @@ impl S3Origin {
 
     /// The listing of directory prefix `prefix`, from the cache if fresh.
     fn listing(&self, prefix: &str) -> FsResult<Arc<BTreeMap<String, Listed>>> {
-        if let Some((at, l)) = self.cache().dirs.get(prefix) {
-            if self.fresh(*at) {
-                return Ok(l.clone());
-            }
+        if let Some((at, l)) = self.cache().dirs.get(prefix)
+            && self.fresh(*at)
+        {
+            return Ok(l.clone());
         }
         let page = self.run(self.client.list_all(prefix, Some("/")))?;
         let listed = Arc::new(keys::entries_of(prefix, &page.objects, &page.prefixes));
@@ -231,10 +231,10 @@ impl S3Origin {
         if let Some(w) = self.writer(&key) {
             return w.found();
         }
-        if let Some((at, f)) = self.cache().stats.get(&key) {
-            if self.fresh(*at) {
-                return f.clone().ok_or(Errno::ENOENT);
-            }
+        if let Some((at, f)) = self.cache().stats.get(&key)
+            && self.fresh(*at)
+        {
+            return f.clone().ok_or(Errno::ENOENT);
         }
         let parent = self.parent_prefix(rel)?;
         let cached_listing = self
