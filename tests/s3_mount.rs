@@ -990,6 +990,39 @@ fn example_config_merged_s3_mounts() {
     m.unmount();
 }
 
+#[test]
+fn attributes_in_listings_after_remount() {
+    // Right after a mount, `ls -l` and `find` (readdir, then a stat of each
+    // entry) must show what is stored in the objects' metadata: symlinks as
+    // symlinks, modes and mtimes as set.
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("remount-attrs");
+    let cfg = s3_config(srv, &bucket, "", 30);
+    let m = Mount::start(&cfg, &["--bucket", "b"]);
+    fs::write(m.at("file"), "data").unwrap();
+    fs::set_permissions(m.at("file"), fs::Permissions::from_mode(0o600)).unwrap();
+    sh(&format!("touch -d @1500000000 {}", m.at("file").display()));
+    std::os::unix::fs::symlink("file", m.at("link")).unwrap();
+    fs::create_dir(m.at("dir")).unwrap();
+    fs::set_permissions(m.at("dir"), fs::Permissions::from_mode(0o700)).unwrap();
+    let (link_t, dir_t) = (lstat(&m.at("link")).mtime(), lstat(&m.at("dir")).mtime());
+    m.unmount();
+
+    let m = Mount::start(&cfg, &["--bucket", "b"]);
+    let ls = sh(&format!(
+        "ls -l --time-style=+%s {} | tail -n +2 | awk '{{print $1, $6, $7}}'",
+        m.mnt.display()
+    ));
+    assert_eq!(
+        sorted_lines(&ls),
+        sorted_lines(&format!(
+            "-rw------- 1500000000 file\nlrwxrwxrwx {link_t} link\ndrwx------ {dir_t} dir"
+        )),
+        "ls -l right after the mount"
+    );
+    m.unmount();
+}
+
 // ------------------------------------------------ scenario 4 (merged) ----
 
 #[test]
