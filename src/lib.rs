@@ -9,3 +9,4 @@ pub mod fs;
 pub mod fuse;
 pub mod origin;
 pub mod tree;
+pub mod workflow;
