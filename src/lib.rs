@@ -4,6 +4,7 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod fs;
 pub mod fuse;
 pub mod origin;

@@ -1,0 +1,3 @@
+//! File-system events: filters, dispatch, journal — see SPEC §4
+
+pub mod journal;
