@@ -82,9 +82,36 @@ ensure_packages fuse3 rsync inotify-tools pkg-config curl shellcheck
 ensure_python_pip
 
 # --- S3 test server (TESTING.md layer 4) -----------------------------------
-# TODO(S3 issue): the S3 tests start `moto_server -H 127.0.0.1 -p PORT`.
-# Enable this line when they land:
-#   ensure_pip_tool moto_server 'moto[server]'
+# The S3 tests (tests/s3_client.rs, tests/s3_mount.rs) start their own
+# `moto_server -H 127.0.0.1 -p PORT` on loopback (tests/common/s3.rs); they
+# never contact AWS. moto >= 5.2.5: older 5.2.x answer CompleteMultipartUpload
+# with a wrong XML root (getmoto/moto#10055), which the SDK rejects.
+# s3fs and rclone are NOT needed here: only scripts/bench.sh uses them.
+MOTO_SPEC='moto[server]>=5.2.5'
+# moto_ok: moto_server on PATH, and (when python3 can see it) moto >= 5.2.5.
+moto_ok() {
+  command -v moto_server >/dev/null 2>&1 || return 1
+  local v
+  # A moto_server of another interpreter (pipx, a venv on PATH): trust it.
+  v=$(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null) || return 0
+  python3 -c 'import sys
+want = (5, 2, 5)
+have = tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in sys.argv[1].split(".")[:3])
+sys.exit(0 if have >= want else 1)' "$v"
+}
+if moto_ok; then
+  ok "moto_server present"
+else
+  ensure_python_pip
+  info "pip install --upgrade '$MOTO_SPEC'"
+  export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+  python3 -m pip install -q --upgrade "$MOTO_SPEC" </dev/null ||
+    python3 -m pip install -q --upgrade --break-system-packages "$MOTO_SPEC" </dev/null ||
+    die "pip install '$MOTO_SPEC' failed"
+  hash -r
+  moto_ok || die "moto_server (moto >= 5.2.5) still not usable after pip install '$MOTO_SPEC'"
+  ok "installed $MOTO_SPEC"
+fi
 # ---------------------------------------------------------------------------
 
 ensure_fuse

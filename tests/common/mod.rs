@@ -805,3 +805,35 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     (tx, h)
 }
 pub mod s3;
+
+// ------------------------------------------------ long-running mounts ----
+
+impl Mount {
+    /// Replaces the watchdog with one that fires after `secs` seconds from
+    /// now (for tests that legitimately keep a mount longer than
+    /// `STORGATE_TEST_MOUNT_TIMEOUT`, e.g. a 1 GiB S3 upload). A larger
+    /// `STORGATE_TEST_MOUNT_TIMEOUT` still wins.
+    pub fn extend_watchdog(&mut self, secs: u64) {
+        let env: u64 = std::env::var("STORGATE_TEST_MOUNT_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let secs = secs.max(env);
+        self.stop_watchdog();
+        let Some(pid) = self.pid() else { return };
+        let mnt = self.mnt.clone();
+        let (tx, rx) = mpsc::channel::<()>();
+        let h = thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
+            {
+                eprintln!(
+                    "watchdog: mount {} alive for {secs}s; killing storgate pid {pid} so hung calls fail",
+                    mnt.display()
+                );
+                signal(pid, libc::SIGKILL);
+                force_unmount(&mnt);
+            }
+        });
+        self.watchdog = Some((tx, h));
+    }
+}
