@@ -4,7 +4,9 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod fs;
 pub mod fuse;
 pub mod origin;
 pub mod tree;
+pub mod workflow;

@@ -130,6 +130,11 @@ impl Filesystem for FuseFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // O_TRUNC reaches open (no separate truncate first: an S3 object is
+        // not downloaded just to be emptied), and lookups in one directory
+        // run in parallel.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         // Passthrough: the kernel reads and writes local origin files
         // directly, at native speed; the daemon still sees open and release.
         if self.want_passthrough

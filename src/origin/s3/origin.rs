@@ -559,6 +559,19 @@ impl S3Origin {
         if let Some(w) = self.writer(&key) {
             return w.set_len(size);
         }
+        if size == 0 {
+            let attrs = match self.find(rel)? {
+                Found::Dir(_) => return Err(Errno::EISDIR),
+                Found::File { mut attrs, .. } => {
+                    attrs.mtime = meta::now();
+                    attrs
+                }
+            };
+            let etag = self.run(self.client.put_bytes(&key, Vec::new(), &attrs.to_user()))?;
+            self.remember_attrs(&key, &etag, attrs);
+            self.invalidate(rel);
+            return Ok(());
+        }
         let file = self.open(rel, libc::O_RDWR)?;
         file.set_len(size)?;
         file.flush()?;

@@ -1,0 +1,3 @@
+//! Running one item through one workflow — see SPEC §5.
+
+pub mod template;
