@@ -494,7 +494,7 @@ PY
 
   {
     echo
-    echo "== S3: storgate vs s3fs $(s3fs --version 2>/dev/null | head -n 1 | awk '{print $NF}' | tr -d '()') and rclone $(rclone version 2>/dev/null | head -n 1 | awk '{print $2}') mount  (runs=$S3_RUNS, median shown)"
+    echo "== S3: storgate vs s3fs $(s3fs --version 2>/dev/null | grep -o 'V[0-9][0-9.]*' | head -n 1) and rclone $(rclone version 2>/dev/null | head -n 1 | awk '{print $2}') mount  (runs=$S3_RUNS, median shown)"
     echo "server: $server; bucket $S3_BUCKET, prefix $S3_PREFIX/"
     echo "storgate: metadataTtl 1 s; s3fs: defaults + use_path_request_style; rclone: --vfs-cache-mode writes --vfs-write-back 0s"
     echo "ratio = storgate time / other time (below 1.00 = storgate faster, 2.00 = storgate twice as slow)"
