@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# scripts/bench.sh — storgate against the bare directory, side by side, in one run.
+# scripts/bench.sh — storgate side by side with the alternatives, in one run.
 #
-# A bucket with one local root mount is mounted with --bucket (release build);
-# every benchmark runs on the bare directory and on the mount of a directory
-# on the same file system, and the table gives both figures and the ratio
-# storgate/bare of the times (1.00 = as fast as the bare directory).
+# Local part: a bucket with one local root mount is mounted with --bucket
+# (release build); every benchmark runs on the bare directory and on the
+# mount of a directory on the same file system; ratio = storgate/bare time.
 #
 #   seq write   dd if=/dev/zero bs=1M count=N conv=fsync  (1 GiB)
 #   seq read    dd of=/dev/null bs=1M, cold cache (drop_caches before)
@@ -12,13 +11,44 @@
 #   find, ls    find | wc -l and ls -lR >/dev/null over 1,000 dirs x 100 files,
 #               cold (after drop_caches) and warm (right after)
 #
-# Root needed (mount, drop_caches). Not part of scripts/test.sh.
+# S3 part: storgate, s3fs and `rclone mount` on the same S3 server and bucket
+# (each under the same key prefix, each in a directory of its own there);
+# ratio = storgate time / the other's time (below 1.00 = storgate faster).
+#
+#   seq write   dd if=/dev/zero bs=1M count=N conv=fsync (1 GiB), timed until
+#               the object is in the bucket at full size (rclone uploads after
+#               close, in the background; every tool pays the same check)
+#   seq read    the same file, right after a remount (no tool's cache) and
+#               drop_caches: dd of=/dev/null bs=1M
+#   listing     ls -l | wc -l and find | wc -l of a directory of 10,000 objects,
+#               each right after a remount
+#   creates     create+write+close of 1,000 4 KiB files (python loop), timed
+#               until all are in the bucket
+#   Mount options: storgate metadataTtl 1 s, timeout 30 s; s3fs defaults
+#   (no use_cache) with use_path_request_style; rclone --vfs-cache-mode writes
+#   --vfs-write-back 0s (writes staged locally and uploaded after close, as
+#   storgate and s3fs stage them; its read cache is wiped at each remount).
+#
+# Root needed (mount, drop_caches). Not part of scripts/test.sh. Installs what
+# it lacks (fuse3, python3; for the S3 part s3fs, rclone and, without an
+# endpoint, moto).
 # Environment:
-#   BENCH_SCALE=small    quick check: 64 MiB, 1,000 files, 100 x 100 tree
+#   BENCH_SCALE=small    quick check: 64 MiB, 1,000 files, 100 x 100 tree;
+#                        S3: 64 MiB, 1,000 objects listed, 200 creates
 #   BENCH_RUNS=N         runs per benchmark, the median is shown (default 3)
+#   BENCH_PARTS="local s3"  which parts to run (default both)
 #   BENCH_DIR=DIR        working directory (default /var/tmp/storgate-bench)
 #   BENCH_FILE_MIB, BENCH_SMALL_FILES, BENCH_SMALL_SIZE, BENCH_TREE_DIRS,
-#   BENCH_TREE_FILES     override single sizes
+#   BENCH_TREE_FILES     override single sizes of the local part
+#   BENCH_S3_FILE_MIB, BENCH_S3_LIST, BENCH_S3_CREATES, BENCH_S3_RUNS
+#                        override sizes and runs of the S3 part
+#   BENCH_S3_ENDPOINT    S3 server URL (default: a private moto server started
+#                        on a free loopback port, stopped at the end); with it:
+#   BENCH_S3_KEY, BENCH_S3_SECRET  its keys (default testing/testing)
+#   BENCH_S3_BUCKET      bucket (default storgate-bench; created if missing)
+#   BENCH_S3_REGION      region (default us-east-1)
+#                        The run works under a key prefix of its own and
+#                        deletes it at the end.
 #   BENCH_KEEP=1         keep the data afterwards
 # Results: printed and written to target/bench/results.txt.
 set -euo pipefail
@@ -29,8 +59,8 @@ cd "$REPO_ROOT"
 exec </dev/null
 
 case "${BENCH_SCALE:-full}" in
-  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 ;;
-  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 ;;
+  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 ;;
+  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 ;;
   *) die "BENCH_SCALE must be 'full' or 'small'" ;;
 esac
 FILE_MIB=${BENCH_FILE_MIB:-$d_mib}
@@ -39,6 +69,11 @@ SMALL_SIZE=${BENCH_SMALL_SIZE:-4096}
 TREE_DIRS=${BENCH_TREE_DIRS:-$d_dirs}
 TREE_FILES=${BENCH_TREE_FILES:-$d_files}
 RUNS=${BENCH_RUNS:-3}
+PARTS=${BENCH_PARTS:-local s3}
+S3_MIB=${BENCH_S3_FILE_MIB:-$d_s3mib}
+S3_LIST=${BENCH_S3_LIST:-$d_s3list}
+S3_CREATES=${BENCH_S3_CREATES:-$d_s3creates}
+S3_RUNS=${BENCH_S3_RUNS:-$RUNS}
 WORK=${BENCH_DIR:-/var/tmp/storgate-bench}
 BIN=$TARGET_DIR/release/storgate
 HELPER=$REPO_ROOT/scripts/bench-files.py
@@ -46,6 +81,7 @@ OUT_DIR=$TARGET_DIR/bench
 RESULTS=$OUT_DIR/results.txt
 
 [ "$(id -u)" -eq 0 ] || die "run as root (mount, drop_caches)"
+want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 BARE=$WORK/bare
 ORIGIN=$WORK/origin
@@ -54,10 +90,31 @@ CONFIG=$WORK/bench.json
 ERR=$WORK/mount-stderr.log # what `storgate mount` printed
 LOG=$WORK/state/storgate.log # the daemon's log (stateDir/storgate.log)
 
+# S3 part
+S3W=$WORK/s3
+TOOLS=(storgate s3fs rclone)
+MOTO_PID=""
+S3_PREFIX="bench-$(date -u +%Y%m%d-%H%M%S)-$$"
+RCLONE_CONF=$S3W/rclone.conf
+S3FS_PASSWD=$S3W/s3fs.passwd
+
 cleanup() {
+  local t
   unmount_quietly "$MNT"
   wait_unmounted "$MNT" 20 || warn "$MNT still mounted"
-  if [ "${BENCH_KEEP:-0}" != 1 ] && ! mountpoint -q "$MNT" 2>/dev/null; then
+  for t in "${TOOLS[@]}"; do
+    unmount_quietly "$S3W/mnt-$t"
+    wait_unmounted "$S3W/mnt-$t" 20 || warn "$S3W/mnt-$t still mounted"
+  done
+  # On a server of the user's, remove what this run wrote (moto just stops).
+  if [ -n "${BENCH_S3_ENDPOINT:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ] && [ -f "$RCLONE_CONF" ]; then
+    rclone_cmd purge "bench:$S3_BUCKET/$S3_PREFIX" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$MOTO_PID" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+  if [ "${BENCH_KEEP:-0}" != 1 ] && ! grep -qs " $WORK/" /proc/mounts; then
     rm -rf "${WORK:?}"
   fi
 }
@@ -71,8 +128,11 @@ drop_caches() {
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+rate() { awk -v a="$1" -v t="$2" 'BEGIN { r = a / t; printf (r >= 100 ? "%.0f" : "%.1f"), r }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+dashes=--------------------------------------------
 
-# ---- the benchmarks, each prints its elapsed seconds; $1 = root dir ---------
+# ---- local benchmarks, each prints its elapsed seconds; $1 = root dir --------
 b_write() {
   rm -f "$1/big.bin"
   sync
@@ -114,6 +174,121 @@ b_ls() { # $1 dir, $2 cold|warm
   elapsed "$t0" "$t1"
 }
 
+# ---- S3: the three mounts ------------------------------------------------------
+# rclone 1.60 (AWS SDK for Go v1) refuses an AWS_CA_BUNDLE with its own HTTP
+# transport (LoadCustomCABundleError): drop it for plain-http endpoints.
+rclone_cmd() {
+  if [[ $S3_ENDPOINT == http://* ]]; then
+    env -u AWS_CA_BUNDLE rclone --config "$RCLONE_CONF" "$@"
+  else
+    rclone --config "$RCLONE_CONF" "$@"
+  fi
+}
+
+mount_tool() { # $1 tool
+  local t=$1 dir=$S3W/mnt-$1
+  mkdir -p "$dir"
+  case $t in
+    storgate)
+      STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$S3W/storgate.json" --bucket bench "$dir" \
+        2>>"$S3W/storgate-mount.log" || die "storgate mount failed: $(tail -n 5 "$S3W/storgate-mount.log")"
+      ;;
+    s3fs)
+      s3fs "$S3_BUCKET:/$S3_PREFIX" "$dir" \
+        -o "url=$S3_ENDPOINT,use_path_request_style,passwd_file=$S3FS_PASSWD,endpoint=$S3_REGION" \
+        -o logfile="$S3W/s3fs.log" || die "s3fs mount failed: $(tail -n 5 "$S3W/s3fs.log" 2>/dev/null)"
+      ;;
+    rclone)
+      rm -rf "$S3W/rclone-cache"
+      rclone_cmd mount "bench:$S3_BUCKET/$S3_PREFIX" "$dir" --daemon \
+        --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$S3W/rclone-cache" \
+        --log-file "$S3W/rclone.log" || die "rclone mount failed: $(tail -n 5 "$S3W/rclone.log")"
+      ;;
+  esac
+  local deadline=$((SECONDS + 30))
+  until mountpoint -q "$dir"; do
+    [ $SECONDS -lt $deadline ] || die "$t: $dir did not become a mount point"
+    sleep 0.1
+  done
+}
+umount_tool() {
+  unmount_quietly "$S3W/mnt-$1"
+  wait_unmounted "$S3W/mnt-$1" 30 || die "$1: cannot unmount $S3W/mnt-$1"
+}
+remount_tool() {
+  umount_tool "$1"
+  mount_tool "$1"
+}
+
+# s3_objects DIR: how many objects the bucket holds below PREFIX/DIR/ (asked
+# of the server with rclone, not through any mount).
+s3_objects() { rclone_cmd lsf --files-only "bench:$S3_BUCKET/$S3_PREFIX/$1/" 2>/dev/null | wc -l; }
+# s3_size KEY: size of PREFIX/KEY in the bucket, empty while absent.
+s3_size() { rclone_cmd lsf --format s "bench:$S3_BUCKET/$S3_PREFIX/$1" 2>/dev/null | head -n 1; }
+wait_bucket() { # $1 what, then a condition command
+  local what=$1 deadline=$((SECONDS + 1800))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || die "$what never reached the bucket"
+    sleep 0.05
+  done
+}
+big_in_bucket() { [ "$(s3_size "w-$1/big.bin")" = "$((S3_MIB << 20))" ]; }
+big_gone() { [ -z "$(s3_size "w-$1/big.bin")" ]; }
+creates_in_bucket() { [ "$(s3_objects "w-$1/small")" -ge "$S3_CREATES" ]; }
+creates_gone() { [ "$(s3_objects "w-$1/small")" -eq 0 ]; }
+
+# ---- S3 benchmarks, each prints its elapsed seconds; $1 = tool ------------------
+s_write() {
+  local d=$S3W/mnt-$1/w-$1 t0 t1
+  rm -f "$d/big.bin"
+  wait_bucket "$1: removal of big.bin" big_gone "$1"
+  sync
+  t0=$(now)
+  dd if=/dev/zero of="$d/big.bin" bs=1M count="$S3_MIB" conv=fsync status=none
+  wait_bucket "$1: big.bin" big_in_bucket "$1"
+  t1=$(now)
+  elapsed "$t0" "$t1"
+}
+s_read() {
+  local t0 t1
+  remount_tool "$1"
+  drop_caches
+  t0=$(now)
+  dd if="$S3W/mnt-$1/w-$1/big.bin" of=/dev/null bs=1M status=none
+  t1=$(now)
+  elapsed "$t0" "$t1"
+}
+s_list() { # $1 tool, $2 ls|find
+  local t0 t1 n want
+  remount_tool "$1"
+  drop_caches
+  t0=$(now)
+  if [ "$2" = ls ]; then
+    # shellcheck disable=SC2012 # ls -l is the benchmark (a stat per entry)
+    n=$(ls -l "$S3W/mnt-$1/list" | wc -l)
+    want=$((S3_LIST + 1)) # "total" line
+  else
+    n=$(find "$S3W/mnt-$1/list" | wc -l)
+    want=$((S3_LIST + 1))
+  fi
+  t1=$(now)
+  [ "$n" = "$want" ] || warn "$1: $2 counted $n lines, expected $want"
+  elapsed "$t0" "$t1"
+}
+s_creates() {
+  local d=$S3W/mnt-$1/w-$1/small t0 t1
+  rm -rf "$d"
+  wait_bucket "$1: removal of small/" creates_gone "$1"
+  mkdir -p "$d"
+  sync
+  t0=$(now)
+  python3 "$HELPER" files "$d" "$S3_CREATES" 4096 >/dev/null
+  wait_bucket "$1: small files" creates_in_bucket "$1"
+  t1=$(now)
+  elapsed "$t0" "$t1"
+}
+
 # ---- set up ------------------------------------------------------------------
 section "build (release)"
 ensure_rust
@@ -125,22 +300,34 @@ cargo build --release --locked
 section "set up $WORK"
 if grep -qs " $MNT fuse" /proc/mounts; then unmount_quietly "$MNT"; fi
 rm -rf "${WORK:?}"
-mkdir -p "$BARE" "$ORIGIN" "$MNT" "$WORK/state" "$OUT_DIR"
+mkdir -p "$WORK/state" "$OUT_DIR"
 trap cleanup EXIT
 if ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
   CAN_DROP=0
   warn "cannot write /proc/sys/vm/drop_caches: 'cold' figures will be warm"
 fi
 FSTYPE=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
-[ "$(stat -c %d "$BARE")" = "$(stat -c %d "$ORIGIN")" ] || die "bare and origin are not on the same file system"
 case "$FSTYPE" in tmpfs | ramfs) warn "$WORK is on $FSTYPE: set BENCH_DIR to a disk-backed directory" ;; esac
-entries=$((TREE_DIRS * TREE_FILES + TREE_DIRS + 1))
-info "tree fixture: $TREE_DIRS dirs x $TREE_FILES files = $entries entries in each of bare/ and origin/"
-python3 "$HELPER" tree "$BARE/tree" "$TREE_DIRS" "$TREE_FILES"
-python3 "$HELPER" tree "$ORIGIN/tree" "$TREE_DIRS" "$TREE_FILES"
-sync
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$RESULTS"
 
-cat >"$CONFIG" <<EOF
+header() {
+  echo "storgate bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "scale=${BENCH_SCALE:-full}  fs=$FSTYPE at $WORK  kernel $(uname -r)  $(nproc) cores  load avg at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ $CAN_DROP = 1 ] || echo "NOTE: page cache could not be dropped; 'cold' figures are warm"
+}
+
+# ---- local part ----------------------------------------------------------------
+local_part() {
+  mkdir -p "$BARE" "$ORIGIN" "$MNT"
+  [ "$(stat -c %d "$BARE")" = "$(stat -c %d "$ORIGIN")" ] || die "bare and origin are not on the same file system"
+  entries=$((TREE_DIRS * TREE_FILES + TREE_DIRS + 1))
+  info "tree fixture: $TREE_DIRS dirs x $TREE_FILES files = $entries entries in each of bare/ and origin/"
+  python3 "$HELPER" tree "$BARE/tree" "$TREE_DIRS" "$TREE_FILES"
+  python3 "$HELPER" tree "$ORIGIN/tree" "$TREE_DIRS" "$TREE_FILES"
+  sync
+
+  cat >"$CONFIG" <<EOF
 {
   "stateDir": "$WORK/state",
   "buckets": [
@@ -149,64 +336,197 @@ cat >"$CONFIG" <<EOF
   ]
 }
 EOF
-"$BIN" check --config "$CONFIG" >/dev/null
-STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$CONFIG" --bucket bench "$MNT" 2>"$ERR" ||
-  die "storgate mount failed: $(cat "$ERR"; tail -n 5 "$LOG" 2>/dev/null)"
-mountpoint -q "$MNT" || die "$MNT is not a mount point"
-ok "mounted $ORIGIN at $MNT (bucket 'bench', --bucket)"
-[ "$(find "$MNT/tree" | wc -l)" = "$entries" ] || die "the mount does not show the tree fixture"
+  "$BIN" check --config "$CONFIG" >/dev/null
+  STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$CONFIG" --bucket bench "$MNT" 2>"$ERR" ||
+    die "storgate mount failed: $(cat "$ERR"; tail -n 5 "$LOG" 2>/dev/null)"
+  mountpoint -q "$MNT" || die "$MNT is not a mount point"
+  ok "mounted $ORIGIN at $MNT (bucket 'bench', --bucket)"
+  [ "$(find "$MNT/tree" | wc -l)" = "$entries" ] || die "the mount does not show the tree fixture"
 
-# ---- run ---------------------------------------------------------------------
-# name;unit for the rate column;amount for the rate;function;argument
-BENCHES=(
-  "seq write ${FILE_MIB} MiB (dd bs=1M fsync);MiB/s;$FILE_MIB;b_write;"
-  "seq read ${FILE_MIB} MiB, cold (dd bs=1M);MiB/s;$FILE_MIB;b_read;"
-  "create+write+close ${SMALL_FILES} x $((SMALL_SIZE / 1024)) KiB;files/s;$SMALL_FILES;b_small;"
-  "find | wc -l, ${entries} entries, cold;entries/s;$entries;b_find;cold"
-  "find | wc -l, ${entries} entries, warm;entries/s;$entries;b_find;warm"
-  "ls -lR, ${entries} entries, cold;entries/s;$entries;b_ls;cold"
-  "ls -lR, ${entries} entries, warm;entries/s;$entries;b_ls;warm"
-)
-declare -A T
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for ((run = 1; run <= RUNS; run++)); do
-  section "run $run of $RUNS"
-  for i in "${!BENCHES[@]}"; do
-    IFS=';' read -r name _unit _amount fn arg <<<"${BENCHES[$i]}"
-    for side in bare storgate; do
-      dir=$BARE
-      [ $side = storgate ] && dir=$MNT
-      # shellcheck disable=SC2086 # $arg is empty or one word
-      t=$($fn "$dir" $arg)
-      T[$i,$side]="${T[$i,$side]:-} $t"
-      printf '   %-46s %-8s %8.3f s\n' "$name" "$side" "$t"
+  # name;unit for the rate column;amount for the rate;function;argument
+  local BENCHES=(
+    "seq write ${FILE_MIB} MiB (dd bs=1M fsync);MiB/s;$FILE_MIB;b_write;"
+    "seq read ${FILE_MIB} MiB, cold (dd bs=1M);MiB/s;$FILE_MIB;b_read;"
+    "create+write+close ${SMALL_FILES} x $((SMALL_SIZE / 1024)) KiB;files/s;$SMALL_FILES;b_small;"
+    "find | wc -l, ${entries} entries, cold;entries/s;$entries;b_find;cold"
+    "find | wc -l, ${entries} entries, warm;entries/s;$entries;b_find;warm"
+    "ls -lR, ${entries} entries, cold;entries/s;$entries;b_ls;cold"
+    "ls -lR, ${entries} entries, warm;entries/s;$entries;b_ls;warm"
+  )
+  local -A T
+  local run i name unit amount fn arg side dir t
+  for ((run = 1; run <= RUNS; run++)); do
+    section "local: run $run of $RUNS"
+    for i in "${!BENCHES[@]}"; do
+      IFS=';' read -r name _ _ fn arg <<<"${BENCHES[$i]}"
+      for side in bare storgate; do
+        dir=$BARE
+        [ $side = storgate ] && dir=$MNT
+        # shellcheck disable=SC2086 # $arg is empty or one word
+        t=$($fn "$dir" $arg)
+        T[$i,$side]="${T[$i,$side]:-} $t"
+        printf '   %-46s %-8s %8.3f s\n' "$name" "$side" "$t"
+      done
     done
   done
-done
+  unmount_quietly "$MNT"
 
-# ---- report --------------------------------------------------------------------
-rate() { awk -v a="$1" -v t="$2" 'BEGIN { r = a / t; printf (r >= 100 ? "%.0f" : "%.1f"), r }'; }
-{
-  echo "storgate bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "scale=${BENCH_SCALE:-full}  runs=$RUNS (median shown)  fs=$FSTYPE at $WORK  kernel $(uname -r)  $(nproc) cores  load avg at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "bare = $BARE; storgate = $MNT (bucket with one local root mount of $ORIGIN, same fs)"
-  [ $CAN_DROP = 1 ] || echo "NOTE: page cache could not be dropped; 'cold' figures are warm"
-  echo "ratio = storgate time / bare time (1.00 = as fast as the bare directory, 2.00 = twice as slow)"
-  echo
-  printf '%-44s | %-28s | %-28s | %s\n' benchmark bare storgate ratio
-  dashes=--------------------------------------------
-  printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:28}" "${dashes:0:28}" -----
-  for i in "${!BENCHES[@]}"; do
-    IFS=';' read -r name unit amount _fn _arg <<<"${BENCHES[$i]}"
-    # shellcheck disable=SC2086 # word lists of numbers
-    tb=$(median ${T[$i,bare]})
-    # shellcheck disable=SC2086
-    ts=$(median ${T[$i,storgate]})
-    cb=$(printf '%.3f s (%s %s)' "$tb" "$(rate "$amount" "$tb")" "$unit")
-    cs=$(printf '%.3f s (%s %s)' "$ts" "$(rate "$amount" "$ts")" "$unit")
-    ratio=$(awk -v a="$ts" -v b="$tb" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-44s | %-28s | %-28s | %s\n' "$name" "$cb" "$cs" "$ratio"
+  {
+    echo
+    echo "== local: storgate vs the bare directory  (runs=$RUNS, median shown)"
+    echo "bare = $BARE; storgate = $MNT (bucket with one local root mount of $ORIGIN, same fs)"
+    echo "ratio = storgate time / bare time (1.00 = as fast as the bare directory, 2.00 = twice as slow)"
+    echo
+    printf '%-44s | %-28s | %-28s | %s\n' benchmark bare storgate ratio
+    printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:28}" "${dashes:0:28}" -----
+    local tb ts cb cs
+    for i in "${!BENCHES[@]}"; do
+      IFS=';' read -r name unit amount _ _ <<<"${BENCHES[$i]}"
+      # shellcheck disable=SC2086 # word lists of numbers
+      tb=$(median ${T[$i,bare]})
+      # shellcheck disable=SC2086
+      ts=$(median ${T[$i,storgate]})
+      cb=$(printf '%.3f s (%s %s)' "$tb" "$(rate "$amount" "$tb")" "$unit")
+      cs=$(printf '%.3f s (%s %s)' "$ts" "$(rate "$amount" "$ts")" "$unit")
+      printf '%-44s | %-28s | %-28s | %s\n' "$name" "$cb" "$cs" "$(ratio "$ts" "$tb")"
+    done
+  } >>"$RESULTS"
+}
+
+# ---- S3 part -------------------------------------------------------------------
+s3_part() {
+  section "S3: tools and server"
+  ensure_packages s3fs rclone curl
+  mkdir -p "$S3W"
+  S3_REGION=${BENCH_S3_REGION:-us-east-1}
+  S3_BUCKET=${BENCH_S3_BUCKET:-storgate-bench}
+  local key=${BENCH_S3_KEY:-testing} secret=${BENCH_S3_SECRET:-testing} server
+  if [ -n "${BENCH_S3_ENDPOINT:-}" ]; then
+    S3_ENDPOINT=$BENCH_S3_ENDPOINT
+    server="$S3_ENDPOINT (BENCH_S3_ENDPOINT)"
+  else
+    ensure_pip_tool moto_server 'moto[server]>=5.2.5'
+    local port
+    port=$(python3 "$HELPER" free-port)
+    S3_ENDPOINT=http://127.0.0.1:$port
+    moto_server -H 127.0.0.1 -p "$port" >"$S3W/moto.log" 2>&1 &
+    MOTO_PID=$!
+    local deadline=$((SECONDS + 60))
+    until curl -s -o /dev/null "$S3_ENDPOINT/"; do
+      kill -0 "$MOTO_PID" 2>/dev/null || die "moto_server exited: $(tail -n 5 "$S3W/moto.log")"
+      [ $SECONDS -lt $deadline ] || die "moto_server did not answer on port $port"
+      sleep 0.2
+    done
+    server="moto $(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || echo '?') at $S3_ENDPOINT (private, pid $MOTO_PID)"
+  fi
+  info "server: $server; bucket $S3_BUCKET; key prefix $S3_PREFIX/"
+
+  cat >"$RCLONE_CONF" <<EOF
+[bench]
+type = s3
+provider = Other
+env_auth = false
+access_key_id = $key
+secret_access_key = $secret
+endpoint = $S3_ENDPOINT
+region = $S3_REGION
+force_path_style = true
+EOF
+  chmod 600 "$RCLONE_CONF"
+  printf '%s:%s\n' "$key" "$secret" >"$S3FS_PASSWD"
+  chmod 600 "$S3FS_PASSWD"
+  python3 - "$S3W/storgate.json" "$S3W/state" "$S3_BUCKET" "$S3_ENDPOINT" "$S3_REGION" "$key" "$secret" "$S3_PREFIX" <<'PY'
+import json, sys
+out, state, bucket, endpoint, region, key, secret, prefix = sys.argv[1:]
+cfg = {
+    "stateDir": state,
+    "aws_s3": [{"name": "s3", "bucket": bucket, "endpoint": endpoint, "forcePathStyle": True,
+                "region": region, "accessKeyId": key, "secretAccessKey": secret,
+                "metadataTtl": 1, "timeout": 30}],
+    "buckets": [{"meta": {"name": "bench"},
+                 "mounts": [{"mountPoint": None, "originPath": f"s3@aws_s3/{prefix}"}]}],
+}
+with open(out, "w") as f:
+    json.dump(cfg, f, indent=2)
+PY
+  chmod 600 "$S3W/storgate.json"
+  "$BIN" check --config "$S3W/storgate.json" >/dev/null
+  rclone_cmd mkdir "bench:$S3_BUCKET" || die "cannot create bucket $S3_BUCKET"
+
+  section "S3: fixture of $S3_LIST objects (uploaded with rclone copy)"
+  python3 "$HELPER" flat "$S3W/list-src" "$S3_LIST" 1024
+  local t0
+  t0=$(now)
+  rclone_cmd copy "$S3W/list-src" "bench:$S3_BUCKET/$S3_PREFIX/list" --transfers 32 --checkers 32
+  info "uploaded in $(elapsed "$t0" "$(now)") s"
+  [ "$(s3_objects list)" = "$S3_LIST" ] || die "the fixture has $(s3_objects list) objects, not $S3_LIST"
+  rm -rf "$S3W/list-src"
+
+  local t
+  for t in "${TOOLS[@]}"; do
+    mount_tool "$t"
+    mkdir -p "$S3W/mnt-$t/w-$t"
+    ok "$t mounted at $S3W/mnt-$t"
   done
-} >"$RESULTS"
+
+  # name;unit;amount;function;argument
+  local BENCHES=(
+    "seq write ${S3_MIB} MiB (dd fsync, until stored);MiB/s;$S3_MIB;s_write;"
+    "seq read ${S3_MIB} MiB, after remount;MiB/s;$S3_MIB;s_read;"
+    "ls -l | wc -l, ${S3_LIST} objects, after remount;objects/s;$S3_LIST;s_list;ls"
+    "find | wc -l, ${S3_LIST} objects, after remount;objects/s;$S3_LIST;s_list;find"
+    "create+write+close ${S3_CREATES} x 4 KiB, until stored;files/s;$S3_CREATES;s_creates;"
+  )
+  local -A T
+  local run i name unit amount fn arg tv
+  for ((run = 1; run <= S3_RUNS; run++)); do
+    section "S3: run $run of $S3_RUNS"
+    for i in "${!BENCHES[@]}"; do
+      IFS=';' read -r name _ _ fn arg <<<"${BENCHES[$i]}"
+      for t in "${TOOLS[@]}"; do
+        # shellcheck disable=SC2086 # $arg is empty or one word
+        tv=$($fn "$t" $arg)
+        T[$i,$t]="${T[$i,$t]:-} $tv"
+        printf '   %-50s %-8s %8.3f s\n' "$name" "$t" "$tv"
+      done
+    done
+  done
+
+  {
+    echo
+    echo "== S3: storgate vs s3fs $(s3fs --version 2>/dev/null | head -n 1 | awk '{print $NF}' | tr -d '()') and rclone $(rclone version 2>/dev/null | head -n 1 | awk '{print $2}') mount  (runs=$S3_RUNS, median shown)"
+    echo "server: $server; bucket $S3_BUCKET, prefix $S3_PREFIX/"
+    echo "storgate: metadataTtl 1 s; s3fs: defaults + use_path_request_style; rclone: --vfs-cache-mode writes --vfs-write-back 0s"
+    echo "ratio = storgate time / other time (below 1.00 = storgate faster, 2.00 = storgate twice as slow)"
+    echo
+    printf '%-50s | %-24s | %-24s | %-24s | %-8s | %s\n' benchmark storgate s3fs rclone "÷ s3fs" "÷ rclone"
+    printf '%s-+-%s-+-%s-+-%s-+-%s-+-%s\n' "${dashes}------" "${dashes:0:24}" "${dashes:0:24}" "${dashes:0:24}" -------- --------
+    local m cell
+    for i in "${!BENCHES[@]}"; do
+      IFS=';' read -r name unit amount _ _ <<<"${BENCHES[$i]}"
+      declare -A M=()
+      for t in "${TOOLS[@]}"; do
+        # shellcheck disable=SC2086 # word lists of numbers
+        M[$t]=$(median ${T[$i,$t]})
+      done
+      printf '%-50s' "$name"
+      for t in "${TOOLS[@]}"; do
+        m=${M[$t]}
+        cell=$(printf '%.2f s (%s %s)' "$m" "$(rate "$amount" "$m")" "$unit")
+        printf ' | %-24s' "$cell"
+      done
+      printf ' | %-8s | %s\n' "$(ratio "${M[storgate]}" "${M[s3fs]}")" "$(ratio "${M[storgate]}" "${M[rclone]}")"
+    done
+  } >>"$RESULTS"
+  for t in "${TOOLS[@]}"; do umount_tool "$t"; done
+}
+
+# ---- run -----------------------------------------------------------------------
+want local && local_part
+want s3 && s3_part
 section "results (also in ${RESULTS#"$REPO_ROOT"/})"
+{
+  header
+  cat "$RESULTS"
+} >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
 cat "$RESULTS"
