@@ -205,15 +205,37 @@ impl Core {
 
     /// Finds the origin entry behind a bucket path, as a client sees it.
     pub(crate) fn locate(&self, bucket: usize, path: &[OsString]) -> FsResult<Located> {
+        self.locate_with(bucket, path, false)
+    }
+
+    /// `listed`: attributes for a listing (readdirplus); an origin may then
+    /// answer from its listing alone.
+    pub(crate) fn locate_with(
+        &self,
+        bucket: usize,
+        path: &[OsString],
+        listed: bool,
+    ) -> FsResult<Located> {
         let b = &self.buckets[bucket];
+        let stat = |m: usize, rel: &[OsString]| -> FsResult<(libc::stat, Duration)> {
+            let ttl = b.origins[m].attr_ttl(self.opts.attr_ttl);
+            if listed {
+                // Approximate attributes (LIST only) are cached like exact
+                // ones: a listing must not cost one request per entry.
+                let (st, _exact) = b.origins[m].lstat_listed(rel)?;
+                Ok((st, ttl))
+            } else {
+                b.origins[m].lstat(rel).map(|st| (st, ttl))
+            }
+        };
         match b.tree.place(path, true) {
             Place::Hidden => Err(Errno::ENOENT),
-            Place::Mount { mount, rel } => match b.origins[mount].lstat(&rel) {
-                Ok(st) => Ok(Located::Origin {
+            Place::Mount { mount, rel } => match stat(mount, &rel) {
+                Ok((st, ttl)) => Ok(Located::Origin {
                     mount,
                     rel,
                     st: Box::new(st),
-                    ttl: b.origins[mount].attr_ttl(self.opts.attr_ttl),
+                    ttl,
                 }),
                 Err(e) if e == Errno::ENOENT && b.tree.is_mount_ancestor(path) => {
                     Ok(Located::Synthetic)
@@ -223,13 +245,13 @@ impl Core {
             Place::Root { rel } => {
                 let mut first_err = None;
                 for r in b.tree.root_mounts() {
-                    match b.origins[r].lstat(&rel) {
-                        Ok(st) => {
+                    match stat(r, &rel) {
+                        Ok((st, ttl)) => {
                             return Ok(Located::Origin {
                                 mount: r,
                                 rel,
                                 st: Box::new(st),
-                                ttl: b.origins[r].attr_ttl(self.opts.attr_ttl),
+                                ttl,
                             });
                         }
                         Err(e) => {
@@ -323,6 +345,15 @@ impl Core {
     }
 
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        self.lookup_with(parent, name, false)
+    }
+
+    /// A lookup for an entry of a listing being returned (readdirplus).
+    pub fn lookup_listed(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        self.lookup_with(parent, name, true)
+    }
+
+    fn lookup_with(&self, parent: Ino, name: &OsStr, listed: bool) -> FsResult<Entry> {
         if let Target::MountRoot = self.target(parent)? {
             let bucket = self.bucket_by_name(name).ok_or(Errno::ENOENT)?;
             let loc = self.locate(bucket, &[])?;
@@ -332,7 +363,7 @@ impl Core {
             return Ok(self.entry_for(ino, &loc));
         }
         let (bucket, path) = self.child_path(parent, name)?;
-        let loc = self.locate(bucket, &path)?;
+        let loc = self.locate_with(bucket, &path, listed)?;
         let identity = match &loc {
             Located::Origin { mount, st, .. } => self.link_identity(bucket, *mount, st),
             Located::Synthetic => None,

@@ -422,7 +422,7 @@ impl Filesystem for FuseFs {
             let entry = if dot {
                 self.core.getattr(e.ino, None)
             } else {
-                self.core.lookup(ino.0, &e.name)
+                self.core.lookup_listed(ino.0, &e.name)
             };
             let Ok(entry) = entry else {
                 // Gone since opendir: leave it out, as a fresh listing would.

@@ -53,6 +53,15 @@ impl Backend {
         }
     }
 
+    /// lstat for an entry of a listing just taken; false = the attributes
+    /// are approximate and must not be cached by the kernel.
+    pub fn lstat_listed(&self, rel: &[OsString]) -> FsResult<(libc::stat, bool)> {
+        match self {
+            Backend::Local(l) => l.lstat(rel).map(|st| (st, true)),
+            Backend::S3(o) => o.lstat_listed(rel),
+        }
+    }
+
     pub fn read_dir(&self, rel: &[OsString]) -> FsResult<Vec<OriginDirEntry>> {
         match self {
             Backend::Local(l) => l.read_dir(rel),

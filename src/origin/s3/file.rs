@@ -24,6 +24,9 @@ pub enum S3File {
         prefetcher: Box<Prefetcher>,
     },
     Writer(Arc<Staged>),
+    /// Opened for reading while this daemon has the file open for writing:
+    /// reads see the staged data, as they would on a local file system.
+    View(Arc<Staged>),
 }
 
 impl S3File {
@@ -54,13 +57,13 @@ impl S3File {
                 buf[..n].copy_from_slice(&data[..n]);
                 Ok(n)
             }
-            S3File::Writer(s) => s.read_at(buf, offset),
+            S3File::Writer(s) | S3File::View(s) => s.read_at(buf, offset),
         }
     }
 
     pub fn write_at(&self, data: &[u8], offset: u64) -> FsResult<()> {
         match self {
-            S3File::Reader { .. } => Err(Errno::EBADF),
+            S3File::Reader { .. } | S3File::View(_) => Err(Errno::EBADF),
             S3File::Writer(s) => s.write_at(data, offset),
         }
     }
@@ -68,7 +71,7 @@ impl S3File {
     pub fn stat(&self) -> FsResult<libc::stat> {
         match self {
             S3File::Reader { size, attrs, .. } => Ok(attrs.stat(*size, 0)),
-            S3File::Writer(s) => match s.found()? {
+            S3File::Writer(s) | S3File::View(s) => match s.found()? {
                 Found::File { size, attrs, .. } => Ok(attrs.stat(size, 0)),
                 Found::Dir(a) => Ok(a.stat(0, 0)),
             },
@@ -77,7 +80,7 @@ impl S3File {
 
     pub fn set_len(&self, size: u64) -> FsResult<()> {
         match self {
-            S3File::Reader { .. } => Err(Errno::EBADF),
+            S3File::Reader { .. } | S3File::View(_) => Err(Errno::EBADF),
             S3File::Writer(s) => s.set_len(size),
         }
     }
@@ -85,7 +88,7 @@ impl S3File {
     /// close/fsync: the staged file is uploaded if it changed.
     pub fn flush(&self) -> FsResult<()> {
         match self {
-            S3File::Reader { .. } => Ok(()),
+            S3File::Reader { .. } | S3File::View(_) => Ok(()),
             S3File::Writer(s) => s.upload_now(),
         }
     }
@@ -107,6 +110,8 @@ struct WriteState {
     /// The path was unlinked while open: nothing is to be uploaded.
     orphaned: bool,
     upload_failed: bool,
+    /// The writing handle was released: changes go to the object itself.
+    finished: bool,
 }
 
 pub struct Staged {
@@ -117,6 +122,9 @@ pub struct Staged {
     file: File,
     append: bool,
     state: Mutex<WriteState>,
+    /// Held while uploading, so a metadata change made through the object
+    /// waits for an upload in flight instead of being overwritten by it.
+    uploading: Mutex<()>,
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -176,7 +184,9 @@ impl Staged {
                 explicit_mtime: false,
                 orphaned: false,
                 upload_failed: false,
+                finished: false,
             }),
+            uploading: Mutex::new(()),
         }))
     }
 
@@ -202,7 +212,9 @@ impl Staged {
                 explicit_mtime: false,
                 orphaned: false,
                 upload_failed: false,
+                finished: false,
             }),
+            uploading: Mutex::new(()),
         }))
     }
 
@@ -258,15 +270,22 @@ impl Staged {
         Ok(())
     }
 
-    pub(crate) fn update_attrs(&self, change: impl FnOnce(&mut Attrs)) -> FsResult<()> {
+    /// Applies a metadata change to the pending upload. Returns false when
+    /// nothing is pending (already uploaded, or the handle is finished): the
+    /// caller then changes the object itself — after `wait_upload`.
+    pub(crate) fn update_pending_attrs(&self, change: &dyn Fn(&mut Attrs)) -> bool {
         let mut st = self.state();
         let before = st.attrs.mtime;
         change(&mut st.attrs);
         if st.attrs.mtime != before {
             st.explicit_mtime = true;
         }
-        st.dirty = true;
-        Ok(())
+        st.dirty && !st.finished
+    }
+
+    /// Waits for an upload in flight to end.
+    pub(crate) fn wait_upload(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.uploading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn forget_target(&self) {
@@ -275,6 +294,7 @@ impl Staged {
 
     /// Uploads the staged file if it changed since the last upload.
     pub(crate) fn upload_now(&self) -> FsResult<()> {
+        let _uploading = self.wait_upload();
         let attrs = {
             let st = self.state();
             if !st.dirty || st.orphaned {
@@ -312,7 +332,8 @@ impl Staged {
     }
 
     fn finish(&self) {
-        let st = self.state();
+        let mut st = self.state();
+        st.finished = true;
         let keep = (st.dirty || st.upload_failed) && !st.orphaned;
         drop(st);
         if keep {

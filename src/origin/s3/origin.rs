@@ -65,6 +65,85 @@ pub struct S3Origin {
     /// Files open for writing, by key: what they hold is the file's state.
     writers: Mutex<HashMap<String, Weak<Staged>>>,
     mounted_at: (i64, i64),
+    /// Append-only log of the attribute index, so that listings right after
+    /// a remount show what storgate stored (no HEAD per listed entry).
+    index_log: Mutex<Option<std::fs::File>>,
+}
+
+/// One line of the attribute index log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IndexLine {
+    k: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
+    #[serde(default)]
+    m: u32,
+    #[serde(default)]
+    u: u32,
+    #[serde(default)]
+    g: u32,
+    #[serde(default)]
+    t: (i64, i64),
+}
+
+/// Loads the index log (last line per key wins; a line without an ETag
+/// forgets the key) and rewrites it compacted.
+fn load_index(path: &std::path::Path) -> (HashMap<String, (String, Attrs)>, Option<std::fs::File>) {
+    use std::io::{BufRead, Write};
+    let mut map = HashMap::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(l) = serde_json::from_str::<IndexLine>(&line) else {
+                continue;
+            };
+            match l.e {
+                Some(e) => {
+                    let a = Attrs {
+                        mode: l.m,
+                        uid: l.u,
+                        gid: l.g,
+                        mtime: l.t,
+                    };
+                    map.insert(l.k, (e, a));
+                }
+                None => {
+                    map.remove(&l.k);
+                }
+            }
+        }
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let rewritten = (|| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for (k, (e, a)) in &map {
+            let l = IndexLine {
+                k: k.clone(),
+                e: Some(e.clone()),
+                m: a.mode,
+                u: a.uid,
+                g: a.gid,
+                t: a.mtime,
+            };
+            writeln!(
+                w,
+                "{}",
+                serde_json::to_string(&l).map_err(std::io::Error::other)?
+            )?;
+        }
+        w.flush()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = rewritten {
+        tracing::warn!(path = %path.display(), error = %e, "cannot compact the S3 attribute index");
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Err(e) = &log {
+        tracing::warn!(path = %path.display(), error = %e, "S3 attribute index not persisted");
+    }
+    (map, log.ok())
 }
 
 impl S3Origin {
@@ -79,6 +158,17 @@ impl S3Origin {
         let staging = state_dir.join("staging");
         std::fs::create_dir_all(&staging)
             .map_err(|e| format!("staging directory {}: {e}", staging.display()))?;
+        let index_dir = state_dir.join("s3meta");
+        std::fs::create_dir_all(&index_dir)
+            .map_err(|e| format!("index directory {}: {e}", index_dir.display()))?;
+        let safe = |s: &str| {
+            s.replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '.',
+                "_",
+            )
+        };
+        let (attrs, index_log) =
+            load_index(&index_dir.join(format!("{}-{}.jsonl", safe(&ep.name), safe(&ep.bucket))));
         Ok(Arc::new(S3Origin {
             client: Arc::new(client),
             root: keys::root_prefix(prefix),
@@ -86,9 +176,13 @@ impl S3Origin {
             ttl: ep.metadata_ttl,
             timeout: ep.timeout,
             staging,
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(Cache {
+                attrs,
+                ..Cache::default()
+            }),
             writers: Mutex::new(HashMap::new()),
             mounted_at: meta::now(),
+            index_log: Mutex::new(index_log),
         }))
     }
 
@@ -140,9 +234,46 @@ impl S3Origin {
     }
 
     pub(crate) fn remember_attrs(&self, key: &str, etag: &str, attrs: Attrs) {
-        self.cache()
+        let unchanged = self
+            .cache()
             .attrs
-            .insert(key.to_string(), (etag.to_string(), attrs));
+            .insert(key.to_string(), (etag.to_string(), attrs))
+            .is_some_and(|(e, a)| e == etag && a == attrs);
+        if !unchanged {
+            self.log_index(IndexLine {
+                k: key.to_string(),
+                e: Some(etag.to_string()),
+                m: attrs.mode,
+                u: attrs.uid,
+                g: attrs.gid,
+                t: attrs.mtime,
+            });
+        }
+    }
+
+    fn forget_attrs(&self, key: &str) {
+        if self.cache().attrs.remove(key).is_some() {
+            self.log_index(IndexLine {
+                k: key.to_string(),
+                e: None,
+                m: 0,
+                u: 0,
+                g: 0,
+                t: (0, 0),
+            });
+        }
+    }
+
+    fn log_index(&self, line: IndexLine) {
+        use std::io::Write;
+        let mut log = self.index_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = log.as_mut()
+            && let Ok(mut text) = serde_json::to_string(&line)
+        {
+            text.push('\n');
+            // A cache: a lost line only costs accuracy until the next HEAD.
+            let _ = f.write_all(text.as_bytes());
+        }
     }
 
     fn known_attrs(&self, key: &str, etag: &str) -> Option<Attrs> {
@@ -188,27 +319,37 @@ impl S3Origin {
         Ok(listed)
     }
 
-    fn found_from_listing(&self, dir_key: &str, entry: &Listed) -> Found {
+    /// What a listing says about an entry, and whether its attributes are
+    /// exact (known from the index) or only LIST's size and LastModified.
+    fn found_from_listing(&self, dir_key: &str, entry: &Listed) -> (Found, bool) {
         match entry {
-            Listed::Dir => Found::Dir(
-                self.cache()
+            Listed::Dir => {
+                let known = self
+                    .cache()
                     .attrs
                     .get(&format!("{dir_key}/"))
-                    .map(|(_, a)| *a)
-                    .unwrap_or_else(|| self.default_dir_attrs()),
-            ),
+                    .map(|(_, a)| *a);
+                (
+                    Found::Dir(known.unwrap_or_else(|| self.default_dir_attrs())),
+                    known.is_some(),
+                )
+            }
             Listed::File {
                 key,
                 size,
                 etag,
                 last_modified,
-            } => Found::File {
-                size: *size,
-                etag: etag.clone(),
-                attrs: self.known_attrs(key, etag).unwrap_or_else(|| {
-                    Attrs::from_user(&HashMap::new(), DEFAULT_FILE_MODE, *last_modified)
-                }),
-            },
+            } => {
+                let known = self.known_attrs(key, etag);
+                let found = Found::File {
+                    size: *size,
+                    etag: etag.clone(),
+                    attrs: known.unwrap_or_else(|| {
+                        Attrs::from_user(&HashMap::new(), DEFAULT_FILE_MODE, *last_modified)
+                    }),
+                };
+                (found, known.is_some())
+            }
         }
     }
 
@@ -224,17 +365,25 @@ impl S3Origin {
     /// What `rel` is: from an open writer, the cache, a fresh listing of its
     /// directory, or a HEAD of the key plus a one-key LIST of `key/`.
     pub(crate) fn find(&self, rel: &[OsString]) -> FsResult<Found> {
+        self.find_with(rel, false).map(|(f, _)| f)
+    }
+
+    /// `listed`: the caller is turning a listing into attributes (readdirplus)
+    /// and takes LIST's answer even where the object's metadata is unknown;
+    /// the bool returned says whether the attributes are exact. Any other
+    /// lookup of such an entry asks the object itself (one HEAD).
+    pub(crate) fn find_with(&self, rel: &[OsString], listed: bool) -> FsResult<(Found, bool)> {
         if rel.is_empty() {
-            return Ok(Found::Dir(self.default_dir_attrs()));
+            return Ok((Found::Dir(self.default_dir_attrs()), true));
         }
         let key = self.key(rel)?;
         if let Some(w) = self.writer(&key) {
-            return w.found();
+            return w.found().map(|f| (f, true));
         }
         if let Some((at, f)) = self.cache().stats.get(&key)
             && self.fresh(*at)
         {
-            return f.clone().ok_or(Errno::ENOENT);
+            return f.clone().map(|f| (f, true)).ok_or(Errno::ENOENT);
         }
         let parent = self.parent_prefix(rel)?;
         let cached_listing = self
@@ -245,10 +394,15 @@ impl S3Origin {
             .map(|(_, l)| l.clone());
         if let Some(listing) = cached_listing {
             let name = key.rsplit('/').next().unwrap_or(&key);
-            return match listing.get(name) {
-                Some(entry) => Ok(self.found_from_listing(&key, entry)),
-                None => Err(Errno::ENOENT),
-            };
+            match listing.get(name) {
+                Some(entry) => {
+                    let (found, exact) = self.found_from_listing(&key, entry);
+                    if exact || listed {
+                        return Ok((found, exact));
+                    }
+                }
+                None => return Err(Errno::ENOENT),
+            }
         }
         let dir_prefix = format!("{key}/");
         let (head, below) = self.run(async {
@@ -262,10 +416,21 @@ impl S3Origin {
         let found = if !below.objects.is_empty() || !below.prefixes.is_empty() {
             let marker = below.objects.iter().find(|o| o.key == dir_prefix);
             let attrs = match marker {
-                Some(m) => self.known_attrs(&m.key, &m.etag).unwrap_or_else(|| Attrs {
-                    mtime: meta::unix_time(m.last_modified),
-                    ..self.default_dir_attrs()
-                }),
+                Some(m) => match self.known_attrs(&m.key, &m.etag) {
+                    Some(a) => a,
+                    // One lookup of one directory: its marker's metadata.
+                    None => match self.run(self.client.head(&m.key)) {
+                        Ok(Some(h)) => {
+                            let a = Attrs::from_user(&h.user, DEFAULT_DIR_MODE, h.last_modified);
+                            self.remember_attrs(&m.key, &h.etag, a);
+                            a
+                        }
+                        _ => Attrs {
+                            mtime: meta::unix_time(m.last_modified),
+                            ..self.default_dir_attrs()
+                        },
+                    },
+                },
                 None => self.default_dir_attrs(),
             };
             Some(Found::Dir(attrs))
@@ -285,7 +450,18 @@ impl S3Origin {
                 .stats
                 .insert(key, (Instant::now(), found.clone()));
         }
-        found.ok_or(Errno::ENOENT)
+        found.map(|f| (f, true)).ok_or(Errno::ENOENT)
+    }
+
+    /// lstat for a listing: no HEAD; `false` when the attributes are only
+    /// LIST's (the kernel must not cache them).
+    pub fn lstat_listed(&self, rel: &[OsString]) -> FsResult<(libc::stat, bool)> {
+        let (found, exact) = self.find_with(rel, true)?;
+        let st = match found {
+            Found::Dir(a) => a.stat(0, 0),
+            Found::File { size, attrs, .. } => attrs.stat(size, 0),
+        };
+        Ok((st, exact))
     }
 
     pub fn lstat(&self, rel: &[OsString]) -> FsResult<libc::stat> {
@@ -342,13 +518,16 @@ impl S3Origin {
 
     pub fn open(self: &Arc<Self>, rel: &[OsString], flags: i32) -> FsResult<S3File> {
         let key = self.key(rel)?;
+        let writes = matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
+            || flags & libc::O_TRUNC != 0;
+        if !writes && let Some(w) = self.writer(&key) {
+            return Ok(S3File::View(w));
+        }
         let found = self.find(rel)?;
         let (size, etag, attrs) = match found {
             Found::Dir(_) => return Err(Errno::EISDIR),
             Found::File { size, etag, attrs } => (size, etag, attrs),
         };
-        let writes = matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
-            || flags & libc::O_TRUNC != 0;
         if !writes {
             return Ok(S3File::reader(self.clone(), key, size, etag, attrs));
         }
@@ -415,6 +594,7 @@ impl S3Origin {
             Err(e) if e == Errno::ENOENT => {}
             Err(e) => return Err(e),
         }
+        self.forget_attrs(&marker);
         self.invalidate(rel);
         Ok(())
     }
@@ -434,7 +614,7 @@ impl S3Origin {
             Err(e) if e == Errno::ENOENT => {}
             Err(e) => return Err(e),
         }
-        self.cache().attrs.remove(&key);
+        self.forget_attrs(&key);
         self.invalidate(rel);
         Ok(())
     }
@@ -495,7 +675,7 @@ impl S3Origin {
         let etag = self.run(self.client.copy(&from_key, &to_key, None))?;
         self.remember_attrs(&to_key, &etag, attrs);
         self.run(self.client.delete(&from_key))?;
-        self.cache().attrs.remove(&from_key);
+        self.forget_attrs(&from_key);
         self.invalidate(from);
         self.invalidate(to);
         Ok(())
@@ -503,14 +683,20 @@ impl S3Origin {
 
     /// chmod, chown and utimens: new user metadata, by CopyObject onto the
     /// object itself (directories: their `dir/` marker, created if absent).
-    pub fn update_attrs(&self, rel: &[OsString], change: impl FnOnce(&mut Attrs)) -> FsResult<()> {
+    pub fn update_attrs(&self, rel: &[OsString], change: impl Fn(&mut Attrs)) -> FsResult<()> {
         if rel.is_empty() {
             return Err(Errno::EPERM);
         }
         let key = self.key(rel)?;
-        if let Some(w) = self.writer(&key) {
-            return w.update_attrs(change);
-        }
+        let writer = self.writer(&key);
+        let _upload_done = match &writer {
+            Some(w) if w.update_pending_attrs(&change) => return Ok(()),
+            Some(w) => {
+                self.invalidate(rel);
+                Some(w.wait_upload())
+            }
+            None => None,
+        };
         match self.find(rel)? {
             Found::Dir(mut attrs) => {
                 change(&mut attrs);
