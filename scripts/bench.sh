@@ -498,8 +498,8 @@ PY
     echo "server: $server; bucket $S3_BUCKET, prefix $S3_PREFIX/"
     echo "storgate: metadataTtl 1 s; s3fs: defaults + use_path_request_style; rclone: --vfs-cache-mode writes --vfs-write-back 0s"
     echo "ratio = storgate time / other time (below 1.00 = storgate faster, 2.00 = storgate twice as slow)"
-    echo "note: storgate's listings answer from LIST alone, s3fs and rclone HEAD every object for ls -l; for objects"
-    echo "      it has not HEADed, storgate shows default modes and LastModified times (doc/SEMANTICS.md, Known gaps)"
+    echo "note: storgate's listings answer from LIST plus its attribute index, s3fs and rclone HEAD every object for ls -l; for objects"
+    echo "      it has not seen, storgate shows default modes and LastModified times (doc/SEMANTICS.md, Attributes in listings)"
     echo
     printf '%-50s | %-24s | %-24s | %-24s | %-8s | %s\n' benchmark storgate s3fs rclone "÷ s3fs" "÷ rclone"
     printf '%s-+-%s-+-%s-+-%s-+-%s-+-%s\n' "${dashes}------" "${dashes:0:24}" "${dashes:0:24}" "${dashes:0:24}" -------- --------
