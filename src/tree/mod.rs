@@ -178,13 +178,11 @@ impl BucketTree {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    fn tree(mounts: &[(Option<&str>, bool)]) -> BucketTree {
+impl BucketTree {
+    /// A tree for tests: `(mountPoint, expose)` per mount, origins `/o0`, `/o1`, ….
+    pub(crate) fn for_tests(name: &str, mounts: &[(Option<&str>, bool)]) -> BucketTree {
         BucketTree {
-            name: "b".into(),
+            name: name.into(),
             mounts: mounts
                 .iter()
                 .enumerate()
@@ -194,11 +192,20 @@ mod tests {
                         is_root: point.is_empty(),
                         point,
                         expose: *expose,
-                        origin: Origin::Local(PathBuf::from(format!("/o{i}"))),
+                        origin: Origin::Local(std::path::PathBuf::from(format!("/o{i}"))),
                     }
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(mounts: &[(Option<&str>, bool)]) -> BucketTree {
+        BucketTree::for_tests("b", mounts)
     }
 
     fn p(s: &str) -> Vec<OsString> {

@@ -820,10 +820,7 @@ fn splitext(p: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Origin;
-    use crate::tree::TreeMount;
     use regex::Regex;
-    use std::path::PathBuf;
 
     /// The draft's derivative template (SPEC §5.1).
     const DRAFT: &str = "/{{ item.path | relpath(source_dir) | dirname }}/{{ item.path | basename | rsplit('.', 1)[0] }}_m.{{ item.path | basename | rsplit('.', 1)[-1] }}";
@@ -874,22 +871,7 @@ mod tests {
     }
 
     fn tree(mounts: &[(Option<&str>, bool)]) -> BucketTree {
-        BucketTree {
-            name: "media".into(),
-            mounts: mounts
-                .iter()
-                .enumerate()
-                .map(|(i, (p, expose))| {
-                    let point = p.map(split_path).unwrap_or_default();
-                    TreeMount {
-                        is_root: point.is_empty(),
-                        point,
-                        expose: *expose,
-                        origin: Origin::Local(PathBuf::from(format!("/o{i}"))),
-                    }
-                })
-                .collect(),
-        }
+        BucketTree::for_tests("media", mounts)
     }
 
     // ---- filters -------------------------------------------------------
