@@ -12,6 +12,7 @@ use std::sync::Arc;
 use fuser::{MountOption, SessionACL};
 
 use crate::config::{self, Config};
+use crate::events::dispatch::Engine;
 use crate::fs::{Core, FsOptions};
 use crate::fuse::{DEFAULT_TTL, FuseFs};
 
@@ -298,8 +299,17 @@ fn serve(
     opts: &MountOpts,
     mut ready: Option<File>,
 ) -> Result<(), String> {
-    let core = match Core::new(cfg, bucket, fs_opts) {
-        Ok(c) => Arc::new(c),
+    let built = crate::fs::build_buckets(cfg).and_then(|all| {
+        let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
+        let engine = if has_file_events(cfg) {
+            Some(Engine::new(cfg, &all)?)
+        } else {
+            None
+        };
+        Ok((Arc::new(core), engine))
+    });
+    let (core, engine) = match built {
+        Ok(b) => b,
         Err(e) => {
             if let Some(p) = ready.as_mut() {
                 let _ = p.write_all(format!("{e}\n").as_bytes());
@@ -307,6 +317,15 @@ fn serve(
             return Err(e);
         }
     };
+    let mut event_threads = Vec::new();
+    if let Some(engine) = &engine {
+        core.set_engine(engine.clone());
+        event_threads = engine.start_workers(event_workers());
+        // Lives as long as the process.
+        if let Some(w) = engine.start_watcher() {
+            std::mem::forget(w);
+        }
+    }
     // New entries get exactly the mode the client asked for.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
@@ -386,11 +405,37 @@ fn serve(
     if let Some(mut p) = ready.take() {
         let _ = p.write_all(b"ready\n");
     }
-    session
+    let served = session
         .run()
-        .map_err(|e| format!("FUSE session ended with an error: {e}"))?;
+        .map_err(|e| format!("FUSE session ended with an error: {e}"));
     tracing::info!("unmounted {}", mountpoint.display());
-    Ok(())
+    if let Some(engine) = &engine {
+        // Running items finish; pending ones stay journaled for next time.
+        engine.shutdown();
+        for t in event_threads {
+            let _ = t.join();
+        }
+    }
+    served
+}
+
+/// Whether any enabled bucket has an enabled onGet/onPut/onDelete.
+fn has_file_events(cfg: &Config) -> bool {
+    cfg.buckets.iter().any(|b| {
+        b.meta.enable
+            && [&b.events.on_get, &b.events.on_put, &b.events.on_delete]
+                .iter()
+                .any(|e| e.enable && e.trigger.is_some())
+    })
+}
+
+/// Post-event workers: `STORGATE_WORKERS`, else 8.
+fn event_workers() -> usize {
+    std::env::var("STORGATE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=256).contains(n))
+        .unwrap_or(8)
 }
 
 fn lazy_unmount(mp: &Path) {

@@ -43,6 +43,27 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Workflows: run one on given items.
+    Workflow {
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Run WORKFLOW of BUCKET on the items at bucket paths PATH… now.
+    Run {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Print the rendered savePath of every task; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        bucket: String,
+        workflow: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +85,24 @@ fn main() -> ExitCode {
         Command::Check { config: cfg } => {
             config::check_command(&config::resolve_config_path(cfg.as_deref()))
         }
+        Command::Workflow {
+            command:
+                WorkflowCommand::Run {
+                    config: cfg,
+                    dry_run,
+                    bucket,
+                    workflow,
+                    paths,
+                },
+        } => storgate::workflow::command::run_command(
+            &config::resolve_config_path(cfg.as_deref()),
+            dry_run,
+            &bucket,
+            &workflow,
+            &paths,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -15,9 +15,12 @@ use crate::origin::OpenFile;
 pub struct FileHandle {
     pub ino: Ino,
     pub file: OpenFile,
-    /// Set by the first write: the release of this handle is a "close after
-    /// write" (what onPut fires on, later).
+    /// Set by the first write the daemon serves (passthrough writes never
+    /// reach it; `put` catches those).
     pub wrote: AtomicBool,
+    /// Set for handles that may write, when the bucket has events: how to
+    /// tell at release whether the file was modified.
+    pub put: Option<super::PutWatch>,
 }
 
 pub struct DirHandle {
@@ -46,11 +49,12 @@ impl HandleTable {
         fh
     }
 
-    pub fn insert_file(&self, ino: Ino, file: OpenFile) -> u64 {
+    pub fn insert_file(&self, ino: Ino, file: OpenFile, put: Option<super::PutWatch>) -> u64 {
         self.insert(Handle::File(Arc::new(FileHandle {
             ino,
             file,
             wrote: AtomicBool::new(false),
+            put,
         })))
     }
 

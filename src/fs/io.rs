@@ -38,13 +38,26 @@ impl Core {
             return Err(Errno::EISDIR);
         };
         self.allow_open(bucket, flags)?;
-        let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
+        let Located::Origin { mount, rel, st, .. } = self.locate(bucket, &path)? else {
             return Err(Errno::EISDIR);
         };
+        let reads = wants_read(flags) && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        if reads {
+            self.before_get(bucket, &path, &st)?;
+        }
         let file = self
             .origin(bucket, mount)
             .open(&rel, flags & !KERNEL_ONLY_FLAGS)?;
-        Ok(self.handles.insert_file(ino, file))
+        let put = if wants_write(flags) {
+            let now = file.stat().ok();
+            self.put_watch(bucket, mount, &rel, now, flags & libc::O_TRUNC != 0)
+        } else {
+            None
+        };
+        if reads {
+            self.after_get(bucket, &path, &st);
+        }
+        Ok(self.handles.insert_file(ino, file, put))
     }
 
     pub fn create(
@@ -60,6 +73,7 @@ impl Core {
         if wants_read(flags) {
             self.allow(bucket, Need::Get)?;
         }
+        let put = self.put_watch(bucket, mount, &rel, None, true);
         let file = self.origin(bucket, mount).create(
             &rel,
             flags & !(libc::O_CREAT | libc::O_NOCTTY),
@@ -67,7 +81,7 @@ impl Core {
         )?;
         self.give_to_caller(bucket, mount, &rel, ctx);
         let entry = self.finish_new(parent, name, bucket, mount, &rel)?;
-        let fh = self.handles.insert_file(entry.attr.ino.0, file);
+        let fh = self.handles.insert_file(entry.attr.ino.0, file, put);
         Ok((entry, fh))
     }
 
@@ -99,7 +113,19 @@ impl Core {
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
         if let Some(super::handles::Handle::File(f)) = self.handles.remove(fh) {
+            let Some(watch) = &f.put else {
+                f.file.release();
+                return Ok(());
+            };
+            // Taken before the close, so the watcher cannot see the close
+            // before the registry knows the write is ours.
+            let now = f.file.stat().ok();
+            let path = match self.target(f.ino) {
+                Ok(Target::Path { path, .. }) => Some(path),
+                _ => None,
+            };
             f.file.release();
+            self.released_writer(watch, f.wrote.load(Ordering::Relaxed), path, now);
         }
         Ok(())
     }

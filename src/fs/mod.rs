@@ -7,6 +7,7 @@
 //! call that can block for long.
 
 mod dir;
+mod events;
 pub mod handles;
 pub mod inodes;
 mod io;
@@ -28,6 +29,7 @@ use crate::origin::{Backend, LocalOrigin, S3Origin};
 use crate::tree::{BucketTree, Place};
 
 pub use dir::DirEntry;
+pub use events::PutWatch;
 pub use handles::HandleTable;
 use inodes::{Identity, Ino, InodeTable, Kind, NodePath, ROOT_INO};
 pub use namespace::SetAttr;
@@ -63,7 +65,8 @@ pub struct Ctx {
 }
 
 /// A bucket as the core serves it.
-pub(crate) struct BucketState {
+#[derive(Clone)]
+pub struct BucketState {
     pub name: OsString,
     pub tree: BucketTree,
     pub access: Access,
@@ -110,12 +113,25 @@ pub struct Core {
     started: SystemTime,
     /// Last attributes of removed directories the kernel still knows.
     tombstones: std::sync::Mutex<rustc_hash::FxHashMap<Ino, libc::stat>>,
+    /// The event engine, once connected.
+    events: std::sync::OnceLock<events::Wiring>,
 }
 
 impl Core {
     /// Builds the core for the enabled buckets of `config` (exposed ones only,
     /// unless `only` names one bucket to serve at the root).
     pub fn new(config: &Config, only: Option<&str>, opts: FsOptions) -> Result<Core, String> {
+        Core::with_buckets(config, &build_buckets(config)?, only, opts)
+    }
+
+    /// Like [`Core::new`], sharing the origins of `all` (from
+    /// [`build_buckets`]) with other users such as the event engine.
+    pub fn with_buckets(
+        config: &Config,
+        all: &[BucketState],
+        only: Option<&str>,
+        opts: FsOptions,
+    ) -> Result<Core, String> {
         let mut buckets = Vec::new();
         for b in &config.buckets {
             if !b.meta.enable {
@@ -126,30 +142,9 @@ impl Core {
                 None if !b.meta.expose => continue,
                 _ => {}
             }
-            let tree = BucketTree::from_config(b);
-            let mut origins = Vec::new();
-            for (i, m) in tree.mounts.iter().enumerate() {
-                match &m.origin {
-                    Origin::Local(root) => {
-                        origins.push(Backend::Local(LocalOrigin::new(root.clone())))
-                    }
-                    Origin::S3 { endpoint, prefix } => {
-                        let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
-                            format!(
-                                "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
-                                b.meta.name
-                            )
-                        })?;
-                        origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
-                    }
-                }
+            if let Some(state) = all.iter().find(|s| s.name == OsStr::new(&b.meta.name)) {
+                buckets.push(state.clone());
             }
-            buckets.push(BucketState {
-                name: OsString::from(&b.meta.name),
-                tree,
-                access: b.access.clone(),
-                origins,
-            });
         }
         if let Some(name) = only
             && buckets.is_empty()
@@ -165,6 +160,7 @@ impl Core {
             opts,
             started: SystemTime::now(),
             tombstones: Default::default(),
+            events: Default::default(),
         })
     }
 
@@ -508,6 +504,39 @@ impl Core {
         v.dedup();
         v
     }
+}
+
+/// The buckets of `config` that are enabled, each with its origins.
+pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
+    let mut buckets = Vec::new();
+    for b in &config.buckets {
+        if !b.meta.enable {
+            continue;
+        }
+        let tree = BucketTree::from_config(b);
+        let mut origins = Vec::new();
+        for (i, m) in tree.mounts.iter().enumerate() {
+            match &m.origin {
+                Origin::Local(root) => origins.push(Backend::Local(LocalOrigin::new(root.clone()))),
+                Origin::S3 { endpoint, prefix } => {
+                    let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
+                        format!(
+                            "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
+                            b.meta.name
+                        )
+                    })?;
+                    origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
+                }
+            }
+        }
+        buckets.push(BucketState {
+            name: OsString::from(&b.meta.name),
+            tree,
+            access: b.access.clone(),
+            origins,
+        });
+    }
+    Ok(buckets)
 }
 
 pub(crate) fn kind_of(loc: &Located) -> Kind {

@@ -166,10 +166,40 @@ impl Core {
         ctx: Ctx,
     ) -> FsResult<Entry> {
         let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        self.before_create(bucket, mount, &rel);
         self.origin(bucket, mount)
             .mkdir(&rel, mode & !umask & 0o7777)?;
         self.give_to_caller(bucket, mount, &rel, ctx);
-        self.finish_new(parent, name, bucket, mount, &rel)
+        self.created(parent, name, bucket, mount, &rel, |o| o.rmdir(&rel))
+    }
+
+    /// The end of mkdir/mknod/symlink: onPut, then the new node. A pre
+    /// onPut that aborts removes the entry again (`remove`) and fails.
+    fn created(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        bucket: usize,
+        mount: usize,
+        rel: &[OsString],
+        remove: impl FnOnce(&crate::origin::Backend) -> FsResult<()>,
+    ) -> FsResult<Entry> {
+        if self.engine(bucket).is_some() {
+            let (_, path) = self.child_path(parent, name)?;
+            let origin = self.origin(bucket, mount);
+            let st = origin.lstat(rel)?;
+            self.after_put(bucket, &path, &st, || {
+                if let Some(abs) = self.local_abs(bucket, mount, rel)
+                    && let Some((engine, _)) = self.engine(bucket)
+                {
+                    engine.self_changes().deleting(&abs);
+                }
+                if let Err(e) = remove(origin) {
+                    tracing::warn!(path = ?rel, error = %e, "cannot take back an entry refused by its pre workflow");
+                }
+            })?;
+        }
+        self.finish_new(parent, name, bucket, mount, rel)
     }
 
     pub fn mknod(
@@ -183,17 +213,19 @@ impl Core {
     ) -> FsResult<Entry> {
         let (bucket, mount, rel) = self.prepare_new(parent, name)?;
         let perm = mode & !umask & 0o7777;
+        self.before_create(bucket, mount, &rel);
         self.origin(bucket, mount)
             .mknod(&rel, (mode & libc::S_IFMT) | perm, rdev)?;
         self.give_to_caller(bucket, mount, &rel, ctx);
-        self.finish_new(parent, name, bucket, mount, &rel)
+        self.created(parent, name, bucket, mount, &rel, |o| o.unlink(&rel))
     }
 
     pub fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr, ctx: Ctx) -> FsResult<Entry> {
         let (bucket, mount, rel) = self.prepare_new(parent, name)?;
+        self.before_create(bucket, mount, &rel);
         self.origin(bucket, mount).symlink(target, &rel)?;
         self.give_to_caller(bucket, mount, &rel, ctx);
-        self.finish_new(parent, name, bucket, mount, &rel)
+        self.created(parent, name, bucket, mount, &rel, |o| o.unlink(&rel))
     }
 
     /// Where the second name of a link or rename goes: it must be the same
@@ -283,6 +315,7 @@ impl Core {
         let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
             return Err(Errno::EISDIR);
         };
+        let gone = self.before_delete(bucket, &path, mount, &rel)?;
         self.origin(bucket, mount).unlink(&rel)?;
         // The same name in later root mounts would reappear: remove it too.
         if self.buckets[bucket].tree.mounts[mount].is_root {
@@ -295,11 +328,17 @@ impl Core {
                 if o.lstat(&rel)
                     .is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR)
                 {
+                    if let Some(abs) = self.local_abs(bucket, r, &rel)
+                        && let Some((engine, _)) = self.engine(bucket)
+                    {
+                        engine.self_changes().deleting(&abs);
+                    }
                     o.unlink(&rel)?;
                 }
             }
         }
         self.inodes_write().detach(parent, name);
+        self.after_delete(bucket, &path, gone);
         Ok(())
     }
 
@@ -316,6 +355,7 @@ impl Core {
             return Err(Errno::ENOTEMPTY);
         }
         let removed = self.inodes_read().child(parent, name);
+        let gone = self.before_delete(bucket, &path, mount, &rel)?;
         if b.tree.mounts[mount].is_root {
             let holders: Vec<usize> = self
                 .root_mount_list(bucket)
@@ -329,14 +369,21 @@ impl Core {
                     }
                 }
                 for r in &holders {
+                    if let Some(abs) = self.local_abs(bucket, *r, &rel)
+                        && let Some((engine, _)) = self.engine(bucket)
+                    {
+                        engine.self_changes().deleting(&abs);
+                    }
                     self.origin(bucket, *r).rmdir(&rel)?;
                 }
                 self.detach_removed_dir(parent, name, removed, *st);
+                self.after_delete(bucket, &path, gone);
                 return Ok(());
             }
         }
         self.origin(bucket, mount).rmdir(&rel)?;
         self.detach_removed_dir(parent, name, removed, *st);
+        self.after_delete(bucket, &path, gone);
         Ok(())
     }
 
@@ -375,13 +422,17 @@ impl Core {
             return Err(Errno::EBUSY);
         }
         let rel2 = self.same_origin_dest(bucket, mount, &path2, false)?;
+        let moved = self.before_rename(bucket, &path, &path2, mount, &rel, &rel2)?;
         self.origin(bucket, mount).rename(&rel, &rel2, flags)?;
-        let mut inodes = self.inodes_write();
-        if flags & libc::RENAME_EXCHANGE != 0 {
-            inodes.exchange(parent, name, new_parent, new_name);
-        } else {
-            inodes.rename(parent, name, new_parent, new_name);
+        {
+            let mut inodes = self.inodes_write();
+            if flags & libc::RENAME_EXCHANGE != 0 {
+                inodes.exchange(parent, name, new_parent, new_name);
+            } else {
+                inodes.rename(parent, name, new_parent, new_name);
+            }
         }
+        self.after_rename(bucket, &path, &path2, moved);
         Ok(())
     }
 
@@ -391,11 +442,11 @@ impl Core {
             Some(fh) => self.handles.file(fh).ok(),
             None => None,
         };
-        let (bucket, mount, rel) = match self.target(ino) {
+        let (bucket, mount, rel, path) = match self.target(ino) {
             Ok(Target::MountRoot) => return Err(Errno::EACCES),
             Ok(Target::Path { bucket, path }) => match self.locate(bucket, &path)? {
                 Located::Synthetic => return Err(Errno::EACCES),
-                Located::Origin { mount, rel, .. } => (bucket, mount, rel),
+                Located::Origin { mount, rel, .. } => (bucket, mount, rel, path),
             },
             Err(e) => {
                 let f = by_handle.or_else(|| self.handles.any_file(ino)).ok_or(e)?;
@@ -413,7 +464,12 @@ impl Core {
         }
         if let Some(size) = s.size {
             match &by_handle {
-                Some(f) => f.file.set_len(size)?,
+                Some(f) => {
+                    f.file.set_len(size)?;
+                    if let Some(w) = &f.put {
+                        w.changed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 None => origin.truncate(&rel, size)?,
             }
         }
@@ -425,6 +481,10 @@ impl Core {
             )?;
         }
         let st = origin.lstat(&rel)?;
+        // A truncate by path (no open handle to fire at release) is a put.
+        if s.size.is_some() && by_handle.is_none() && self.engine(bucket).is_some() {
+            self.after_put(bucket, &path, &st, || {})?;
+        }
         Ok(self.entry_from_stat(ino, &st))
     }
 

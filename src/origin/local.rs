@@ -81,12 +81,7 @@ impl LocalOrigin {
     }
 
     pub fn lstat(&self, rel: &[OsString]) -> FsResult<libc::stat> {
-        let p = self.c_path(rel)?;
-        let mut st = MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: valid C string and a stat buffer the call fills on success.
-        check(unsafe { libc::lstat(p.as_ptr(), st.as_mut_ptr()) })?;
-        // SAFETY: lstat returned 0, so it initialised the buffer.
-        Ok(unsafe { st.assume_init() })
+        lstat_path(&self.path_of(rel))
     }
 
     /// Opens an existing entry. `flags` are the client's open flags minus
@@ -319,6 +314,16 @@ pub fn fstat(file: &File) -> FsResult<libc::stat> {
     // SAFETY: an open fd and an output buffer.
     check(unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) })?;
     // SAFETY: fstat returned 0.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// lstat of an absolute path.
+pub fn lstat_path(path: &Path) -> FsResult<libc::stat> {
+    let p = to_cstring(path)?;
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid C string and a stat buffer the call fills on success.
+    check(unsafe { libc::lstat(p.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: lstat returned 0, so it initialised the buffer.
     Ok(unsafe { st.assume_init() })
 }
 

@@ -19,6 +19,7 @@ pub use s3::{S3File, S3Origin};
 use crate::error::{Errno, FsResult};
 
 /// The origin of one mount.
+#[derive(Clone)]
 pub enum Backend {
     Local(LocalOrigin),
     S3(Arc<S3Origin>),

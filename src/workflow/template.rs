@@ -84,7 +84,8 @@ const GROUPS_VAR: &str = "__storgate_groups";
 ///
 /// `path` is the full bucket path (`/dir/sample.jpg`); a name that is not
 /// valid UTF-8 arrives here converted lossily (see the module docs).
-#[derive(Debug, Serialize, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Serialize, serde::Deserialize, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct Item {
     pub path: String,
     pub filename: String,

@@ -1,0 +1,576 @@
+//! The event engine (SPEC §4.1, §4.2, §4.4): which workflow an event of a
+//! bucket runs, pre events run inline while the client waits, post events
+//! journaled before the client's call returns and run by a worker pool,
+//! the local-origin watcher that turns changes made behind the mount's back
+//! into post events, and the webhooks of each finished item.
+//!
+//! Failed post items are retried up to [`MAX_ATTEMPTS`] runs in all (with a
+//! growing pause), then written to the journal's dead-letter file; every
+//! aborted run calls `onItemAborted`, a completed one `onItemCompleted`.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use notify::event::{
+    AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+};
+use notify::{RecursiveMode, Watcher};
+use rustc_hash::FxHashMap;
+
+use super::filter::CompiledFilter;
+use super::hits::HitStore;
+use super::item::{candidate, gone_stat, item_of, path_text};
+use super::journal::{Journal, PostEvent};
+use super::selfchange::SelfChanges;
+use super::webhook::{WebhookCaller, WebhookEnv};
+use crate::config::model::{Config, Timing, Webhooks, Workflow};
+use crate::fs::BucketState;
+use crate::tree::{Place, split_path};
+use crate::workflow::runner::{Outcome, Runner, Source};
+use crate::workflow::store::TMP_PREFIX;
+use crate::workflow::template::Item;
+
+/// Runs of one post item before it is given up (dead-lettered).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The three file-system events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ev {
+    Get,
+    Put,
+    Delete,
+}
+
+impl Ev {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ev::Get => "onGet",
+            Ev::Put => "onPut",
+            Ev::Delete => "onDelete",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Ev> {
+        match s {
+            "onGet" => Some(Ev::Get),
+            "onPut" => Some(Ev::Put),
+            "onDelete" => Some(Ev::Delete),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An enabled event of a bucket, ready to match.
+struct Rule {
+    filter: CompiledFilter,
+    workflow: usize,
+    timing: Timing,
+    webhooks: Webhooks,
+}
+
+struct BucketRules {
+    state: BucketState,
+    name: String,
+    workflows: Vec<Workflow>,
+    rules: [Option<Rule>; 3],
+}
+
+/// Counters for logs, metrics and tests.
+#[derive(Default)]
+pub struct EngineStats {
+    pub completed: AtomicU64,
+    pub aborted: AtomicU64,
+    pub journal_errors: AtomicU64,
+}
+
+pub struct Engine {
+    buckets: Vec<BucketRules>,
+    by_name: FxHashMap<OsString, usize>,
+    journal: Journal,
+    hits: HitStore,
+    runner: Runner,
+    webhooks: Arc<WebhookCaller>,
+    stop: AtomicBool,
+    pub stats: EngineStats,
+}
+
+impl Engine {
+    /// The engine for the enabled buckets `buckets` of `config`; opens the
+    /// journal (replaying what a previous run left) and the hit counts.
+    pub fn new(config: &Config, buckets: &[BucketState]) -> Result<Arc<Engine>, String> {
+        let state = &config.state_dir;
+        let tmp = state.join("tmp");
+        for dir in [state.clone(), tmp.clone(), state.join("journal")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        clean_tmp(&tmp);
+        let (journal, replay) = Journal::open(&state.join("journal"))
+            .map_err(|e| format!("cannot open the journal in {}: {e}", state.display()))?;
+        if !replay.is_empty() {
+            tracing::info!(events = replay.len(), "replaying unfinished post events");
+        }
+        let mut rules = Vec::new();
+        let mut by_name = FxHashMap::default();
+        for b in &config.buckets {
+            let Some(state) = buckets.iter().find(|s| s.name == OsStr::new(&b.meta.name)) else {
+                continue;
+            };
+            let mut slot: [Option<Rule>; 3] = [None, None, None];
+            for (ev, e) in [
+                (Ev::Get, &b.events.on_get),
+                (Ev::Put, &b.events.on_put),
+                (Ev::Delete, &b.events.on_delete),
+            ] {
+                let Some(trigger) = e.trigger.as_ref().filter(|_| e.enable) else {
+                    continue;
+                };
+                let Some(wi) = b.workflows.iter().position(|w| w.name == trigger.workflow) else {
+                    continue;
+                };
+                if !b.workflows[wi].enable {
+                    tracing::warn!(bucket = %b.meta.name, event = ev.name(), workflow = %trigger.workflow,
+                        "the event's workflow is disabled; the event does nothing");
+                    continue;
+                }
+                let filter = CompiledFilter::new(e.filter.as_ref())
+                    .map_err(|m| format!("bucket {} {}: filter: {m}", b.meta.name, ev.name()))?;
+                slot[ev.index()] = Some(Rule {
+                    filter,
+                    workflow: wi,
+                    timing: trigger.timing,
+                    webhooks: e.webhooks.clone(),
+                });
+            }
+            by_name.insert(OsString::from(&b.meta.name), rules.len());
+            rules.push(BucketRules {
+                state: state.clone(),
+                name: b.meta.name.clone(),
+                workflows: b.workflows.clone(),
+                rules: slot,
+            });
+        }
+        let selfc = Arc::new(SelfChanges::default());
+        Ok(Arc::new(Engine {
+            buckets: rules,
+            by_name,
+            journal,
+            hits: HitStore::open(state),
+            runner: Runner::new(selfc, tmp, config.function_base_url.clone()),
+            webhooks: Arc::new(WebhookCaller::new()),
+            stop: AtomicBool::new(false),
+            stats: EngineStats::default(),
+        }))
+    }
+
+    pub fn self_changes(&self) -> &SelfChanges {
+        self.runner.self_changes()
+    }
+
+    pub fn bucket_index(&self, name: &OsStr) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The timing of `ev` in bucket `b`, if the bucket has that event.
+    pub fn timing(&self, b: usize, ev: Ev) -> Option<Timing> {
+        self.buckets[b].rules[ev.index()].as_ref().map(|r| r.timing)
+    }
+
+    /// Whether bucket `b` has any of onPut / onDelete (the events the
+    /// watcher and the self-change registry serve).
+    fn watches(&self, b: usize) -> bool {
+        self.timing(b, Ev::Put).is_some() || self.timing(b, Ev::Delete).is_some()
+    }
+
+    fn matches(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat) -> Option<&Rule> {
+        let rule = self.buckets[b].rules[ev.index()].as_ref()?;
+        let name = path.last().map_or(OsStr::new(""), |n| n.as_os_str());
+        rule.filter
+            .matches_event(&candidate(name, st, 1), SystemTime::now())
+            .then_some(rule)
+    }
+
+    fn source_dir(&self, b: usize, path: &[OsString]) -> String {
+        source_dir(&self.buckets[b].state.tree, path)
+    }
+
+    /// Fires a post event: filter, then the journal (durable on return).
+    pub fn post(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat) {
+        if self.matches(b, ev, path, st).is_none() {
+            return;
+        }
+        let br = &self.buckets[b];
+        let Some(rule) = br.rules[ev.index()].as_ref() else {
+            return;
+        };
+        let text = path_text(path);
+        let hits = match ev {
+            Ev::Get => self.hits.hit(&br.name, &text),
+            Ev::Put => {
+                self.hits.reset(&br.name, &text);
+                0
+            }
+            Ev::Delete => self.hits.get(&br.name, &text),
+        };
+        let item = item_of(path, st, hits);
+        let value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
+        let event = PostEvent::new(
+            br.name.clone(),
+            br.workflows[rule.workflow].name.clone(),
+            ev.name(),
+            text.clone(),
+            value,
+        );
+        if let Err(e) = self.journal.append(event) {
+            self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(bucket = %br.name, event = ev.name(), path = ?text, error = %e,
+                "cannot journal a post event; it is lost");
+        }
+    }
+
+    /// Runs a pre event while the client waits: Ok when the filter does not
+    /// match or the workflow completed, Err(message) when it aborted.
+    pub fn pre(
+        &self,
+        b: usize,
+        ev: Ev,
+        path: &[OsString],
+        st: &libc::stat,
+        source: Source,
+    ) -> Result<(), String> {
+        let Some(rule) = self.matches(b, ev, path, st) else {
+            return Ok(());
+        };
+        let br = &self.buckets[b];
+        let text = path_text(path);
+        let hits = match ev {
+            Ev::Get => self.hits.hit(&br.name, &text),
+            Ev::Put => {
+                self.hits.reset(&br.name, &text);
+                0
+            }
+            Ev::Delete => self.hits.get(&br.name, &text),
+        };
+        let item = item_of(path, st, hits);
+        let wf = &br.workflows[rule.workflow];
+        let source_dir = self.source_dir(b, path);
+        let outcome = self.runner.run(&br.state, wf, &item, &source, &source_dir);
+        self.finish(b, ev, rule, wf, &item, &outcome, 1, true);
+        match outcome.error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Counts, logs and reports a finished run; webhooks run on their own
+    /// thread when `detach` (a client is waiting).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self: &Engine,
+        b: usize,
+        ev: Ev,
+        rule: &Rule,
+        wf: &Workflow,
+        item: &Item,
+        outcome: &Outcome,
+        attempt: u32,
+        detach: bool,
+    ) {
+        let br = &self.buckets[b];
+        let (hook_name, hook) = match &outcome.error {
+            None => {
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(bucket = %br.name, event = ev.name(), workflow = %wf.name, path = ?item.path, "item completed");
+                ("onItemCompleted", rule.webhooks.on_item_completed.clone())
+            }
+            Some(e) => {
+                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(bucket = %br.name, event = ev.name(), workflow = %wf.name, path = ?item.path,
+                    attempt, error = %e, "item aborted");
+                ("onItemAborted", rule.webhooks.on_item_aborted.clone())
+            }
+        };
+        let Some(hook) = hook else { return };
+        let payload = serde_json::json!({
+            "event": ev.name(),
+            "hook": hook_name,
+            "bucket": br.name,
+            "workflow": wf.name,
+            "item": item,
+            "outputs": outcome.outputs,
+            "error": outcome.error,
+            "chunk": null,
+            "attempt": attempt,
+        });
+        let call = {
+            let bucket = br.name.clone();
+            let path = item.path.clone();
+            move |caller: &WebhookCaller| {
+                let env = WebhookEnv {
+                    event: ev.name(),
+                    bucket: &bucket,
+                    path: &path,
+                    hook: hook_name,
+                };
+                // Failures are logged and counted by the caller; they never
+                // fail the item.
+                let _ = caller.call(&hook, &payload, &env);
+            }
+        };
+        if detach {
+            let caller = self.webhooks.clone();
+            std::thread::spawn(move || call(&caller));
+        } else {
+            call(&self.webhooks);
+        }
+    }
+
+    /// Starts `n` workers running journaled post events.
+    pub fn start_workers(self: &Arc<Self>, n: usize) -> Vec<std::thread::JoinHandle<()>> {
+        (0..n.max(1))
+            .map(|i| {
+                let engine = self.clone();
+                std::thread::Builder::new()
+                    .name(format!("storgate-worker-{i}"))
+                    .spawn(move || engine.work_loop())
+                    .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"))
+            })
+            .collect()
+    }
+
+    /// Stops the workers after their current item and syncs the journal.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Err(e) = self.journal.sync() {
+            tracing::warn!(error = %e, "cannot sync the journal at shutdown");
+        }
+    }
+
+    fn work_loop(self: Arc<Self>) {
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Some(ev) = self.journal.take_blocking(Duration::from_millis(500)) {
+                self.run_post(ev);
+            }
+        }
+    }
+
+    fn run_post(self: &Arc<Self>, ev: PostEvent) {
+        let id = ev.id;
+        let resolved = self.by_name.get(OsStr::new(&ev.bucket)).and_then(|&b| {
+            let kind = Ev::from_name(&ev.event)?;
+            let rule = self.buckets[b].rules[kind.index()].as_ref()?;
+            (self.buckets[b].workflows[rule.workflow].name == ev.workflow)
+                .then_some((b, kind, rule))
+        });
+        let Some((b, kind, rule)) = resolved else {
+            // The config changed since the event was journaled.
+            tracing::warn!(bucket = %ev.bucket, event = %ev.event, workflow = %ev.workflow, path = ?ev.path,
+                "journaled event no longer matches the configuration; dropped");
+            let _ = self.journal.failed(id, false, "no longer configured");
+            return;
+        };
+        let br = &self.buckets[b];
+        let wf = &br.workflows[rule.workflow];
+        let mut item: Item = serde_json::from_value(ev.item.clone()).unwrap_or_default();
+        item.hits = self.hits.get(&br.name, &ev.path);
+        let comps = split_path(&ev.path);
+        let source = match kind {
+            Ev::Delete => Source::Empty,
+            _ => {
+                let store = crate::workflow::store::Store {
+                    bucket: &br.state,
+                    selfc: self.self_changes(),
+                    tmp_dir: Path::new("/"),
+                };
+                match store.find(&comps) {
+                    Ok(_) => Source::Bucket(comps.clone()),
+                    Err(e) if e == crate::error::Errno::ENOENT => {
+                        // Deleted (or renamed) since: the later event covers it.
+                        tracing::debug!(bucket = %br.name, path = ?ev.path, "item gone before its post event ran");
+                        let _ = self.journal.done(id);
+                        return;
+                    }
+                    Err(_) => Source::Bucket(comps.clone()),
+                }
+            }
+        };
+        let source_dir = self.source_dir(b, &comps);
+        let outcome = self.runner.run(&br.state, wf, &item, &source, &source_dir);
+        let attempt = ev.attempts + 1;
+        self.finish(b, kind, rule, wf, &item, &outcome, attempt, false);
+        let result = match &outcome.error {
+            None => self.journal.done(id).map(drop),
+            Some(err) if attempt < MAX_ATTEMPTS => {
+                // Pause before the retry without holding a worker.
+                let engine = self.clone();
+                let err = err.clone();
+                let pause = Duration::from_secs(1 << (2 * attempt.min(4)));
+                std::thread::spawn(move || {
+                    std::thread::sleep(pause);
+                    if let Err(e) = engine.journal.failed(id, true, &err) {
+                        tracing::error!(error = %e, "cannot requeue a failed event");
+                    }
+                });
+                Ok(())
+            }
+            Some(err) => self.journal.failed(id, false, err).map(drop),
+        };
+        if let Err(e) = result {
+            self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot record an event's end in the journal");
+        }
+    }
+
+    /// Starts watching the local origins of buckets with onPut or onDelete.
+    pub fn start_watcher(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for (b, br) in self.buckets.iter().enumerate() {
+            if !self.watches(b) {
+                continue;
+            }
+            roots.extend(
+                br.state
+                    .origins
+                    .iter()
+                    .filter_map(|o| o.as_local().map(|l| l.root().to_path_buf())),
+            );
+        }
+        roots.sort();
+        roots.dedup();
+        if roots.is_empty() {
+            return None;
+        }
+        let engine = self.clone();
+        let mut watcher = match notify::recommended_watcher(
+            move |res: notify::Result<notify::Event>| match res {
+                Ok(event) => engine.origin_event(&event),
+                Err(e) => tracing::warn!(error = %e, "event watcher error"),
+            },
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch local origins; changes made outside the mount fire no events");
+                return None;
+            }
+        };
+        for root in roots {
+            if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
+                tracing::error!(origin = %root.display(), error = %e,
+                    "cannot watch origin; changes made outside the mount fire no events");
+            }
+        }
+        Some(watcher)
+    }
+
+    /// The bucket paths of an absolute path inside local origins.
+    fn bucket_paths(&self, abs: &Path) -> Vec<(usize, Vec<OsString>)> {
+        let mut out = Vec::new();
+        for (b, br) in self.buckets.iter().enumerate() {
+            if !self.watches(b) {
+                continue;
+            }
+            for (m, o) in br.state.origins.iter().enumerate() {
+                if let Some(rel) = o.as_local().and_then(|l| l.rel_of(abs)) {
+                    if rel.is_empty() {
+                        continue;
+                    }
+                    let mut path = br.state.tree.mounts[m].point.clone();
+                    path.extend(rel);
+                    out.push((b, path));
+                }
+            }
+        }
+        out
+    }
+
+    /// One change in a local origin seen by the watcher.
+    pub fn origin_event(&self, event: &notify::Event) {
+        enum Change {
+            Put,
+            Delete { dir: bool },
+        }
+        let change = match &event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Put,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Change::Put,
+            EventKind::Create(CreateKind::Folder) => Change::Put,
+            // A new file is reported when its writer closes it; only other
+            // kinds (symlinks, nodes) are complete at creation.
+            EventKind::Create(_) => {
+                let Some(p) = event.paths.first() else { return };
+                match crate::origin::local::lstat_path(p) {
+                    Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => Change::Put,
+                    _ => return,
+                }
+            }
+            EventKind::Remove(RemoveKind::Folder) => Change::Delete { dir: true },
+            EventKind::Remove(_) => Change::Delete { dir: false },
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Change::Delete { dir: false },
+            _ => return,
+        };
+        let Some(abs) = event.paths.first() else {
+            return;
+        };
+        if abs
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()))
+        {
+            return;
+        }
+        let selfc = self.self_changes();
+        match change {
+            Change::Put => {
+                let st = crate::origin::local::lstat_path(abs).ok();
+                if selfc.is_own_put(abs, st.as_ref()) {
+                    return;
+                }
+                let Some(st) = st else { return };
+                for (b, path) in self.bucket_paths(abs) {
+                    if self.timing(b, Ev::Put).is_some() {
+                        self.post(b, Ev::Put, &path, &st);
+                    }
+                }
+            }
+            Change::Delete { dir } => {
+                if selfc.is_own_delete(abs) {
+                    return;
+                }
+                let st = gone_stat(dir);
+                for (b, path) in self.bucket_paths(abs) {
+                    if self.timing(b, Ev::Delete).is_some() {
+                        self.post(b, Ev::Delete, &path, &st);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The mount point holding `path` (SPEC §5.2 `source_dir` of a file-system
+/// event).
+pub fn source_dir(tree: &crate::tree::BucketTree, path: &[OsString]) -> String {
+    match tree.place(path, false) {
+        Place::Mount { mount, .. } => path_text(&tree.mounts[mount].point),
+        _ => "/".to_string(),
+    }
+}
+
+/// Removes temporary files a crashed run left in `stateDir/tmp`.
+pub fn clean_tmp(tmp: &Path) {
+    if let Ok(rd) = std::fs::read_dir(tmp) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .as_encoded_bytes()
+                .starts_with(TMP_PREFIX.as_bytes())
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Building the item of an event (SPEC §5.2) from a bucket path and its
+//! stat, and the filter's view of it.
+
+use std::ffi::{CStr, OsStr, OsString};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+
+use super::filter::{Candidate, ItemKind};
+use crate::workflow::template::Item;
+
+/// The bucket path of components `path`, as text (`/dir/a.jpg`). Names that
+/// are not UTF-8 are converted lossily.
+pub fn path_text(path: &[OsString]) -> String {
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    let mut s = String::new();
+    for c in path {
+        s.push('/');
+        s.push_str(&c.to_string_lossy());
+    }
+    s
+}
+
+/// Whether every component is valid UTF-8 (a path text names it exactly).
+pub fn is_exact(path: &[OsString]) -> bool {
+    path.iter().all(|c| c.to_str().is_some())
+}
+
+pub fn kind_of(mode: libc::mode_t) -> ItemKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => ItemKind::File,
+        libc::S_IFDIR => ItemKind::Directory,
+        libc::S_IFLNK => ItemKind::Link,
+        _ => ItemKind::Other,
+    }
+}
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs.clamp(0, 999_999_999) as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// What the filter sees of an entry named `name` with stat `st`.
+pub fn candidate<'a>(name: &'a OsStr, st: &libc::stat, depth: u32) -> Candidate<'a> {
+    Candidate {
+        name,
+        kind: kind_of(st.st_mode),
+        size: st.st_size.max(0) as u64,
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        atime: time(st.st_atime, st.st_atime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+        depth,
+    }
+}
+
+/// The item of `path` (bucket path components) with stat `st`.
+pub fn item_of(path: &[OsString], st: &libc::stat, hits: u64) -> Item {
+    let text = path_text(path);
+    let (dirname, filename) = match text.rfind('/') {
+        Some(0) => ("/".to_string(), text[1..].to_string()),
+        Some(i) => (text[..i].to_string(), text[i + 1..].to_string()),
+        None => ("/".to_string(), text.clone()),
+    };
+    let state = match kind_of(st.st_mode) {
+        ItemKind::Directory => "directory",
+        ItemKind::Link => "link",
+        _ => "file",
+    };
+    Item {
+        path: text,
+        filename,
+        dirname,
+        state: state.to_string(),
+        size: st.st_size.max(0) as u64,
+        owner: user_name(st.st_uid),
+        group: group_name(st.st_gid),
+        mode: format!("{:04o}", st.st_mode & 0o7777),
+        mtime: st.st_mtime,
+        atime: st.st_atime,
+        ctime: st.st_ctime,
+        inode: st.st_ino,
+        hits,
+    }
+}
+
+/// An all-zero stat of a regular file: the item of something already gone.
+pub fn gone_stat(dir: bool) -> libc::stat {
+    // SAFETY: all-zero is a valid libc::stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    st.st_mode = if dir { libc::S_IFDIR } else { libc::S_IFREG };
+    st
+}
+
+static USERS: Mutex<Option<FxHashMap<u32, String>>> = Mutex::new(None);
+static GROUPS: Mutex<Option<FxHashMap<u32, String>>> = Mutex::new(None);
+
+fn cached(
+    cache: &Mutex<Option<FxHashMap<u32, String>>>,
+    id: u32,
+    look: fn(u32) -> Option<String>,
+) -> String {
+    let mut g = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(FxHashMap::default);
+    if let Some(n) = map.get(&id) {
+        return n.clone();
+    }
+    // Unknown ids print as numbers, like ls.
+    let name = look(id).unwrap_or_else(|| id.to_string());
+    map.insert(id, name.clone());
+    name
+}
+
+pub fn user_name(uid: u32) -> String {
+    cached(&USERS, uid, |uid| {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: zeroed passwd is valid; getpwuid_r fills it using `buf`.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut out = std::ptr::null_mut();
+        // SAFETY: valid pointers and buffer length.
+        let r =
+            unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+        if r != 0 || out.is_null() || pw.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in buf.
+        Some(
+            unsafe { CStr::from_ptr(pw.pw_name) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    })
+}
+
+pub fn group_name(gid: u32) -> String {
+    cached(&GROUPS, gid, |gid| {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: zeroed group is valid; getgrgid_r fills it using `buf`.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut out = std::ptr::null_mut();
+        // SAFETY: valid pointers and buffer length.
+        let r =
+            unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+        if r != 0 || out.is_null() || gr.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: getgrgid_r succeeded, so gr_name is a NUL-terminated string in buf.
+        Some(
+            unsafe { CStr::from_ptr(gr.gr_name) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_fields() {
+        let mut st = gone_stat(false);
+        st.st_mode |= 0o640;
+        st.st_size = 42;
+        st.st_uid = 0;
+        let p = vec![OsString::from("dir"), OsString::from("a.jpg")];
+        let it = item_of(&p, &st, 3);
+        assert_eq!(it.path, "/dir/a.jpg");
+        assert_eq!(it.filename, "a.jpg");
+        assert_eq!(it.dirname, "/dir");
+        assert_eq!(it.mode, "0640");
+        assert_eq!(it.state, "file");
+        assert_eq!(it.owner, "root");
+        assert_eq!(it.hits, 3);
+        let top = item_of(&[OsString::from("t")], &st, 0);
+        assert_eq!((top.dirname.as_str(), top.filename.as_str()), ("/", "t"));
+    }
+}

@@ -1,0 +1,227 @@
+//! What storgate itself did to local origins, so that the origin watcher
+//! can tell those changes from ones made behind the mount's back (SPEC §4.1:
+//! writes made by workflows never fire events, and a write through the mount
+//! fires once, at release, not a second time when inotify reports it).
+//!
+//! inotify does not say which process made a change, so each change is
+//! recorded before it happens:
+//! - a file open for writing through the mount counts as an open writer of
+//!   its path until release; close-after-write events meanwhile are ours;
+//! - a finished write records the file's identity (device, inode, size,
+//!   mtime to the nanosecond): a later event for the path is ours while the
+//!   file still has that identity; any other writer changes the mtime;
+//! - a create (mkdir, symlink) or a delete leaves a one-shot token that the
+//!   watcher's matching event consumes.
+//!
+//! Records expire after [`KEEP`], so a lost inotify event cannot make the
+//! registry grow without bound or hide a much later external change.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+/// How long a record of our own change stays valid.
+const KEEP: Duration = Duration::from_secs(60);
+/// Prune expired records when the registry grows past this.
+const PRUNE_AT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+}
+
+impl Identity {
+    fn of(st: &libc::stat) -> Identity {
+        Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    writers: FxHashMap<PathBuf, u32>,
+    written: FxHashMap<PathBuf, (Identity, Instant)>,
+    created: FxHashMap<PathBuf, Instant>,
+    deleted: FxHashMap<PathBuf, (u32, Instant)>,
+}
+
+impl Inner {
+    fn prune(&mut self) {
+        let size = self.written.len() + self.created.len() + self.deleted.len();
+        if size < PRUNE_AT {
+            return;
+        }
+        let now = Instant::now();
+        self.written
+            .retain(|_, (_, t)| now.duration_since(*t) < KEEP);
+        self.created.retain(|_, t| now.duration_since(*t) < KEEP);
+        self.deleted
+            .retain(|_, (_, t)| now.duration_since(*t) < KEEP);
+    }
+}
+
+/// The registry; one per daemon, shared by the core, the workflow runner and
+/// the watcher.
+#[derive(Default)]
+pub struct SelfChanges {
+    inner: Mutex<Inner>,
+}
+
+impl SelfChanges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle that may write `path` was opened through the mount.
+    pub fn writer_opened(&self, path: &Path) {
+        *self.lock().writers.entry(path.to_path_buf()).or_insert(0) += 1;
+    }
+
+    /// That handle is being released; `st` is the file as it was written.
+    pub fn writer_closed(&self, path: &Path, st: Option<&libc::stat>) {
+        let mut g = self.lock();
+        if let Some(st) = st {
+            g.written
+                .insert(path.to_path_buf(), (Identity::of(st), Instant::now()));
+        }
+        if let Some(n) = g.writers.get_mut(path) {
+            *n -= 1;
+            if *n == 0 {
+                g.writers.remove(path);
+            }
+        }
+        g.prune();
+    }
+
+    /// storgate is about to give `path` the file whose stat is `st` (by
+    /// renaming it into place, or having just written it).
+    pub fn wrote(&self, path: &Path, st: &libc::stat) {
+        let mut g = self.lock();
+        g.written
+            .insert(path.to_path_buf(), (Identity::of(st), Instant::now()));
+        g.prune();
+    }
+
+    /// storgate is about to create a directory, symlink or node at `path`.
+    pub fn creating(&self, path: &Path) {
+        let mut g = self.lock();
+        g.created.insert(path.to_path_buf(), Instant::now());
+        g.prune();
+    }
+
+    /// storgate is about to remove (or rename away) `path`.
+    pub fn deleting(&self, path: &Path) {
+        let mut g = self.lock();
+        let e = g
+            .deleted
+            .entry(path.to_path_buf())
+            .or_insert((0, Instant::now()));
+        e.0 += 1;
+        e.1 = Instant::now();
+        g.prune();
+    }
+
+    /// Whether an event saying `path` was written or appeared is ours.
+    /// `st` is the path's current lstat, if it still exists.
+    pub fn is_own_put(&self, path: &Path, st: Option<&libc::stat>) -> bool {
+        let mut g = self.lock();
+        if g.writers.contains_key(path) {
+            return true;
+        }
+        if let Some(t) = g.created.remove(path)
+            && t.elapsed() < KEEP
+        {
+            return true;
+        }
+        match (g.written.get(path), st) {
+            (Some((id, t)), Some(st)) => t.elapsed() < KEEP && *id == Identity::of(st),
+            // Gone again already: whoever removed it fires the delete.
+            (Some((_, t)), None) => t.elapsed() < KEEP,
+            _ => false,
+        }
+    }
+
+    /// Whether an event saying `path` vanished is ours (consumes the record).
+    pub fn is_own_delete(&self, path: &Path) -> bool {
+        let mut g = self.lock();
+        let Some((n, t)) = g.deleted.get_mut(path) else {
+            return false;
+        };
+        let own = t.elapsed() < KEEP;
+        *n -= 1;
+        if *n == 0 {
+            g.deleted.remove(path);
+        }
+        if own {
+            g.written.remove(path);
+        }
+        own
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_of(p: &Path) -> libc::stat {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(p).expect("stat");
+        // SAFETY: all-zero is a valid libc::stat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_dev = m.dev();
+        st.st_ino = m.ino();
+        st.st_size = m.size() as i64;
+        st.st_mtime = m.mtime();
+        st.st_mtime_nsec = m.mtime_nsec();
+        st
+    }
+
+    #[test]
+    fn own_write_then_external_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a");
+        std::fs::write(&p, b"mine").expect("write");
+        let reg = SelfChanges::default();
+        reg.wrote(&p, &stat_of(&p));
+        assert!(reg.is_own_put(&p, Some(&stat_of(&p))));
+        assert!(reg.is_own_put(&p, Some(&stat_of(&p))), "not consumed");
+        std::thread::sleep(Duration::from_millis(5));
+        std::fs::write(&p, b"theirs, longer").expect("write");
+        assert!(!reg.is_own_put(&p, Some(&stat_of(&p))));
+    }
+
+    #[test]
+    fn open_writer_covers_events_until_closed() {
+        let p = Path::new("/x/y");
+        let reg = SelfChanges::default();
+        reg.writer_opened(p);
+        reg.writer_opened(p);
+        assert!(reg.is_own_put(p, None));
+        reg.writer_closed(p, None);
+        assert!(reg.is_own_put(p, None));
+        reg.writer_closed(p, None);
+        assert!(!reg.is_own_put(p, None));
+    }
+
+    #[test]
+    fn delete_and_create_tokens_are_one_shot() {
+        let p = Path::new("/x/d");
+        let reg = SelfChanges::default();
+        assert!(!reg.is_own_delete(p));
+        reg.deleting(p);
+        assert!(reg.is_own_delete(p));
+        assert!(!reg.is_own_delete(p));
+        reg.creating(p);
+        assert!(reg.is_own_put(p, None));
+        assert!(!reg.is_own_put(p, None));
+    }
+}

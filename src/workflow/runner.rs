@@ -1,0 +1,258 @@
+//! Runs one item through one workflow (SPEC §5): every task at once, each
+//! rendering its `savePath`, producing its output (copy, `exec`, HTTP
+//! function) and writing it atomically with `whenExist`; when all succeed,
+//! `onComplete` acts on the source. The item is complete when every task
+//! succeeded, aborted when any failed; the outcome lists each output.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::functions;
+use super::store::{LocalSource, Store, WriteStatus};
+use super::template::{Item, Templates, check_bucket_path};
+use crate::config::model::{Function, SrcOp, Task, Workflow};
+use crate::events::selfchange::SelfChanges;
+use crate::fs::BucketState;
+use crate::tree::split_path;
+
+/// Where the bytes of an item come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The entry at this bucket path (components, exact bytes).
+    Bucket(Vec<OsString>),
+    /// A local file standing in for the item (a staged pre-put write).
+    File(PathBuf),
+    /// Nothing: the item is gone (a post onDelete); tasks read no bytes.
+    Empty,
+}
+
+/// One output of an item, as webhooks report it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Output {
+    #[serde(rename = "savePath")]
+    pub save_path: String,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub outputs: Vec<Output>,
+    /// `None` = complete; else why the item was aborted.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn completed(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Shared by every item run of a daemon or command.
+pub struct Runner {
+    templates: Templates,
+    selfc: Arc<SelfChanges>,
+    tmp_dir: PathBuf,
+    function_base_url: Option<String>,
+}
+
+impl Runner {
+    pub fn new(
+        selfc: Arc<SelfChanges>,
+        tmp_dir: PathBuf,
+        function_base_url: Option<String>,
+    ) -> Runner {
+        Runner {
+            templates: Templates::new(),
+            selfc,
+            tmp_dir,
+            function_base_url,
+        }
+    }
+
+    pub fn self_changes(&self) -> &Arc<SelfChanges> {
+        &self.selfc
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    fn store<'a>(&'a self, bucket: &'a BucketState) -> Store<'a> {
+        Store {
+            bucket,
+            selfc: &self.selfc,
+            tmp_dir: &self.tmp_dir,
+        }
+    }
+
+    /// The savePath of `task` for `item`, checked against the bucket.
+    pub fn save_path(
+        &self,
+        bucket: &BucketState,
+        task: &Task,
+        item: &Item,
+        source_dir: &str,
+    ) -> Result<String, String> {
+        let rendered = self
+            .templates
+            .render_path(
+                &task.save_path,
+                item,
+                source_dir,
+                task.path_pattern.as_ref(),
+            )
+            .map_err(|e| e.to_string())?;
+        check_bucket_path(&rendered, &bucket.tree)
+            .map_err(|e| e.in_template(&task.save_path).to_string())
+    }
+
+    /// Runs `workflow` on `item`.
+    pub fn run(
+        &self,
+        bucket: &BucketState,
+        workflow: &Workflow,
+        item: &Item,
+        source: &Source,
+        source_dir: &str,
+    ) -> Outcome {
+        let store = self.store(bucket);
+        let local = match source {
+            Source::Bucket(comps) => match store.find(comps) {
+                Ok((mount, rel, st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                    store.materialize(mount, &rel)
+                }
+                // Directories and links carry no bytes: tasks read nothing.
+                Ok(_) => Ok(LocalSource::borrowed(PathBuf::from("/dev/null"))),
+                Err(e) => Err(format!("source {:?}: {e}", item.path)),
+            },
+            Source::File(p) => Ok(LocalSource::borrowed(p.clone())),
+            Source::Empty => Ok(LocalSource::borrowed(PathBuf::from("/dev/null"))),
+        };
+        let local = match local {
+            Ok(l) => l,
+            Err(error) => {
+                return Outcome {
+                    outputs: Vec::new(),
+                    error: Some(error),
+                };
+            }
+        };
+        let results: Vec<(String, Result<WriteStatus, String>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = workflow
+                .tasks
+                .iter()
+                .enumerate()
+                .map(|(i, task)| {
+                    let store = &store;
+                    let local = &local.path;
+                    s.spawn(move || self.run_task(store, i, task, item, local, source_dir))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (String::new(), Err("task panicked".to_string())))
+                })
+                .collect()
+        });
+        drop(local);
+        let mut outcome = Outcome::default();
+        let mut errors = Vec::new();
+        for (path, r) in results {
+            match r {
+                Ok(st) => outcome.outputs.push(Output {
+                    save_path: path,
+                    status: st.as_str(),
+                }),
+                Err(e) => {
+                    outcome.outputs.push(Output {
+                        save_path: path,
+                        status: "failed",
+                    });
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty()
+            && let Source::Bucket(comps) = source
+            && let Err(e) = self.on_complete(&store, workflow, item, comps, source_dir)
+        {
+            errors.push(format!("onComplete: {e}"));
+        }
+        if !errors.is_empty() {
+            outcome.error = Some(errors.join("; "));
+        }
+        outcome
+    }
+
+    fn run_task(
+        &self,
+        store: &Store,
+        index: usize,
+        task: &Task,
+        item: &Item,
+        source: &Path,
+        source_dir: &str,
+    ) -> (String, Result<WriteStatus, String>) {
+        let path = match self.save_path(store.bucket, task, item, source_dir) {
+            Ok(p) => p,
+            Err(e) => return (String::new(), Err(format!("task {index}: {e}"))),
+        };
+        let comps = split_path(&path);
+        let result = match &task.function {
+            Function::Copy => store.write(&comps, &path, task.when_exist, &|tmp| {
+                std::fs::copy(source, tmp)
+                    .map(drop)
+                    .map_err(|e| format!("copy {:?}: {e}", item.path))
+            }),
+            Function::Exec(args) => {
+                let argv: Result<Vec<String>, String> = args
+                    .iter()
+                    .map(|a| self.templates.render_arg(a, item, source_dir))
+                    .collect();
+                match argv {
+                    Ok(argv) => store.write(&comps, &path, task.when_exist, &|tmp| {
+                        functions::run_exec(&argv, source, tmp, task.timeout)
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+            Function::Http(function) => match &self.function_base_url {
+                Some(base) => {
+                    let url = format!("{}{function}", base.trim_end_matches('/'));
+                    store.write(&comps, &path, task.when_exist, &|tmp| {
+                        functions::run_http(&url, source, tmp, task.timeout)
+                    })
+                }
+                None => Err(format!("function {function:?} needs functionBaseUrl")),
+            },
+        };
+        let result = result.map_err(|e| format!("task {index} ({path}): {e}"));
+        (path, result)
+    }
+
+    fn on_complete(
+        &self,
+        store: &Store,
+        workflow: &Workflow,
+        item: &Item,
+        source: &[OsString],
+        source_dir: &str,
+    ) -> Result<(), String> {
+        match &workflow.on_complete.src {
+            SrcOp::None => Ok(()),
+            SrcOp::Delete => store.remove(source, &item.path),
+            SrcOp::Move { path } => {
+                let rendered = self
+                    .templates
+                    .render_path(path, item, source_dir, None)
+                    .map_err(|e| e.to_string())?;
+                let to = check_bucket_path(&rendered, &store.bucket.tree)
+                    .map_err(|e| e.in_template(path).to_string())?;
+                store.rename(source, &split_path(&to), &item.path, &to)
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Reading and writing bucket paths on behalf of workflows (SPEC §5.1,
+//! §5.3): where an existing path lives (hidden mounts included), where a new
+//! one goes, atomic output writes with `whenExist`, removal and moves.
+//!
+//! Workflows talk to origins directly, never through the mount: access
+//! rules do not apply to them and their writes fire no events. On local
+//! origins every change is announced to [`SelfChanges`] first, so the origin
+//! watcher does not mistake it for a change made behind the mount's back.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::model::WhenExist;
+use crate::error::{Errno, FsResult};
+use crate::events::selfchange::SelfChanges;
+use crate::fs::BucketState;
+use crate::origin::Backend;
+use crate::tree::Place;
+
+/// Prefix of the temporary files outputs are written to before the rename
+/// that publishes them; the watcher ignores these names.
+pub const TMP_PREFIX: &str = ".storgate.tmp.";
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temporary name.
+pub fn tmp_name(tag: &str) -> String {
+    format!(
+        "{TMP_PREFIX}{}.{}.{tag}",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What writing one output did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    Written,
+    /// `whenExist: skip` and the path existed.
+    Skipped,
+    /// `whenExist: diff` and the content was the same.
+    Unchanged,
+}
+
+impl WriteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStatus::Written => "written",
+            WriteStatus::Skipped => "skipped",
+            WriteStatus::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// A source materialised as a local file for the tasks to read.
+pub struct LocalSource {
+    pub path: PathBuf,
+    /// Downloaded into the temporary directory: removed when dropped.
+    owned: bool,
+}
+
+impl Drop for LocalSource {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl LocalSource {
+    pub fn borrowed(path: PathBuf) -> LocalSource {
+        LocalSource { path, owned: false }
+    }
+}
+
+/// The workflow view of one bucket.
+pub struct Store<'a> {
+    pub bucket: &'a BucketState,
+    pub selfc: &'a SelfChanges,
+    /// For downloads and S3-bound outputs (`stateDir/tmp`).
+    pub tmp_dir: &'a Path,
+}
+
+fn errno_text(what: &str, path: &str, e: Errno) -> String {
+    format!("{what} {path:?}: {e}")
+}
+
+impl Store<'_> {
+    fn origin(&self, mount: usize) -> &Backend {
+        &self.bucket.origins[mount]
+    }
+
+    fn abs(&self, mount: usize, rel: &[OsString]) -> Option<PathBuf> {
+        self.origin(mount).as_local().map(|l| l.path_of(rel))
+    }
+
+    /// Where the existing entry at bucket path `comps` lives.
+    pub fn find(&self, comps: &[OsString]) -> FsResult<(usize, Vec<OsString>, libc::stat)> {
+        match self.bucket.tree.place(comps, false) {
+            Place::Hidden => Err(Errno::ENOENT),
+            Place::Mount { mount, rel } => {
+                let st = self.origin(mount).lstat(&rel)?;
+                Ok((mount, rel, st))
+            }
+            Place::Root { rel } => {
+                let mut first = Errno::ENOENT;
+                for m in self.bucket.tree.root_mounts() {
+                    match self.origin(m).lstat(&rel) {
+                        Ok(st) => return Ok((m, rel, st)),
+                        Err(e) if e == Errno::ENOENT => {}
+                        Err(e) => first = e,
+                    }
+                }
+                Err(first)
+            }
+        }
+    }
+
+    /// Where a new entry at `comps` goes: where it exists already, else the
+    /// mount that holds it (for the root: the first root mount that has its
+    /// parent directory, else the first root mount).
+    fn target(&self, comps: &[OsString]) -> FsResult<(usize, Vec<OsString>, bool)> {
+        if let Ok((m, rel, _)) = self.find(comps) {
+            return Ok((m, rel, true));
+        }
+        match self.bucket.tree.place(comps, false) {
+            Place::Hidden => Err(Errno::EACCES),
+            Place::Mount { rel, .. } if rel.is_empty() => Err(Errno::EISDIR),
+            Place::Mount { mount, rel } => Ok((mount, rel, false)),
+            Place::Root { rel } => {
+                let roots: Vec<usize> = self.bucket.tree.root_mounts().collect();
+                let parent = &rel[..rel.len().saturating_sub(1)];
+                let with_parent = roots.iter().copied().find(|m| {
+                    self.origin(*m)
+                        .lstat(parent)
+                        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                });
+                with_parent
+                    .or_else(|| roots.first().copied())
+                    .map(|m| (m, rel, false))
+                    .ok_or(Errno::EACCES)
+            }
+        }
+    }
+
+    /// The entry at `mount`/`rel` as a local file: local origins directly,
+    /// S3 objects downloaded into the temporary directory.
+    pub fn materialize(&self, mount: usize, rel: &[OsString]) -> Result<LocalSource, String> {
+        if let Some(abs) = self.abs(mount, rel) {
+            return Ok(LocalSource::borrowed(abs));
+        }
+        let origin = self.origin(mount);
+        let file = origin
+            .open(rel, libc::O_RDONLY)
+            .map_err(|e| format!("open source: {e}"))?;
+        let path = self.tmp_dir.join(tmp_name("src"));
+        let out = File::create(&path).map_err(|e| format!("{}: {e}", path.display()));
+        let src = LocalSource { path, owned: true };
+        let mut out = out?;
+        let mut buf = vec![0u8; 8 << 20];
+        let mut off = 0u64;
+        loop {
+            let n = file
+                .read_at(&mut buf, off)
+                .map_err(|e| format!("read source: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(&mut out, &buf[..n])
+                .map_err(|e| format!("{}: {e}", src.path.display()))?;
+            off += n as u64;
+        }
+        file.release();
+        Ok(src)
+    }
+
+    /// Creates the missing parent directories of `rel` in `mount`.
+    fn make_parents(&self, mount: usize, rel: &[OsString]) -> FsResult<()> {
+        let origin = self.origin(mount);
+        for i in 1..rel.len() {
+            let dir = &rel[..i];
+            match origin.lstat(dir) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => continue,
+                Ok(_) => return Err(Errno::ENOTDIR),
+                Err(e) if e == Errno::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(abs) = self.abs(mount, dir) {
+                self.selfc.creating(&abs);
+            }
+            match origin.mkdir(dir, 0o755) {
+                Ok(()) => {}
+                Err(e) if e == Errno::EEXIST => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the output at bucket path `comps` (text `shown` for messages):
+    /// `produce` fills a temporary file, which then replaces the path in one
+    /// step (rename on local origins, one upload on S3).
+    pub fn write(
+        &self,
+        comps: &[OsString],
+        shown: &str,
+        when: WhenExist,
+        produce: &dyn Fn(&Path) -> Result<(), String>,
+    ) -> Result<WriteStatus, String> {
+        let (mount, rel, exists) = self
+            .target(comps)
+            .map_err(|e| errno_text("cannot place output", shown, e))?;
+        if exists && when == WhenExist::Skip {
+            return Ok(WriteStatus::Skipped);
+        }
+        self.make_parents(mount, &rel)
+            .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
+        match self.abs(mount, &rel) {
+            Some(abs) => self.write_local(&abs, exists, when, produce, shown),
+            None => self.write_remote(mount, &rel, exists, when, produce, shown),
+        }
+    }
+
+    fn write_local(
+        &self,
+        abs: &Path,
+        exists: bool,
+        when: WhenExist,
+        produce: &dyn Fn(&Path) -> Result<(), String>,
+        shown: &str,
+    ) -> Result<WriteStatus, String> {
+        let dir = abs
+            .parent()
+            .ok_or_else(|| format!("{shown:?}: no parent"))?;
+        let tmp = dir.join(tmp_name("out"));
+        let result = (|| {
+            produce(&tmp)?;
+            if exists && when == WhenExist::Diff && same_content(&tmp, abs) {
+                return Ok(WriteStatus::Unchanged);
+            }
+            let st = crate::origin::local::lstat_path(&tmp)
+                .map_err(|e| errno_text("stat output", shown, e))?;
+            self.selfc.wrote(abs, &st);
+            std::fs::rename(&tmp, abs).map_err(|e| format!("publish {shown:?}: {e}"))?;
+            Ok(WriteStatus::Written)
+        })();
+        if !matches!(result, Ok(WriteStatus::Written)) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn write_remote(
+        &self,
+        mount: usize,
+        rel: &[OsString],
+        exists: bool,
+        when: WhenExist,
+        produce: &dyn Fn(&Path) -> Result<(), String>,
+        shown: &str,
+    ) -> Result<WriteStatus, String> {
+        let tmp = LocalSource {
+            path: self.tmp_dir.join(tmp_name("out")),
+            owned: true,
+        };
+        produce(&tmp.path)?;
+        if exists && when == WhenExist::Diff {
+            let current = self.materialize(mount, rel)?;
+            if same_content(&tmp.path, &current.path) {
+                return Ok(WriteStatus::Unchanged);
+            }
+        }
+        let origin = self.origin(mount);
+        let out = origin
+            .create(rel, libc::O_WRONLY | libc::O_TRUNC, 0o644)
+            .map_err(|e| errno_text("create output", shown, e))?;
+        let result = (|| {
+            let mut f = File::open(&tmp.path).map_err(|e| format!("{shown:?}: {e}"))?;
+            let mut buf = vec![0u8; 8 << 20];
+            let mut off = 0u64;
+            loop {
+                let n = f.read(&mut buf).map_err(|e| format!("{shown:?}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                out.write_at(&buf[..n], off)
+                    .map_err(|e| errno_text("write output", shown, e))?;
+                off += n as u64;
+            }
+            out.flush()
+                .map_err(|e| errno_text("upload output", shown, e))
+        })();
+        out.release();
+        result.map(|()| WriteStatus::Written)
+    }
+
+    /// Removes the entry at `comps` (a directory only when empty).
+    pub fn remove(&self, comps: &[OsString], shown: &str) -> Result<(), String> {
+        let (mount, rel, st) = self
+            .find(comps)
+            .map_err(|e| errno_text("cannot find", shown, e))?;
+        if let Some(abs) = self.abs(mount, &rel) {
+            self.selfc.deleting(&abs);
+        }
+        let origin = self.origin(mount);
+        let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            origin.rmdir(&rel)
+        } else {
+            origin.unlink(&rel)
+        };
+        r.map_err(|e| errno_text("cannot remove", shown, e))
+    }
+
+    /// Moves the entry at `from` to `to` (rename within an origin, else copy
+    /// and remove).
+    pub fn rename(
+        &self,
+        from: &[OsString],
+        to: &[OsString],
+        shown_from: &str,
+        shown_to: &str,
+    ) -> Result<(), String> {
+        let (fm, frel, st) = self
+            .find(from)
+            .map_err(|e| errno_text("cannot find", shown_from, e))?;
+        let (tm, trel, _) = self
+            .target(to)
+            .map_err(|e| errno_text("cannot place", shown_to, e))?;
+        self.make_parents(tm, &trel)
+            .map_err(|e| errno_text("cannot create the directories of", shown_to, e))?;
+        if fm == tm {
+            if let Some(abs) = self.abs(fm, &frel) {
+                self.selfc.deleting(&abs);
+            }
+            if let Some(abs) = self.abs(tm, &trel) {
+                self.selfc.wrote(&abs, &st);
+            }
+            match self.origin(fm).rename(&frel, &trel, 0) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == Errno::EXDEV => {}
+                Err(e) => return Err(format!("move {shown_from:?} to {shown_to:?}: {e}")),
+            }
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(format!(
+                "move {shown_from:?} to {shown_to:?}: only files move across origins"
+            ));
+        }
+        let src = self.materialize(fm, &frel)?;
+        self.write(to, shown_to, WhenExist::Overwrite, &|tmp| {
+            std::fs::copy(&src.path, tmp)
+                .map(drop)
+                .map_err(|e| format!("copy {shown_from:?}: {e}"))
+        })?;
+        drop(src);
+        self.remove(from, shown_from)
+    }
+}
+
+/// Whether two local files have the same bytes.
+pub fn same_content(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (File::open(a), File::open(b)) else {
+        return false;
+    };
+    match (fa.metadata(), fb.metadata()) {
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
+        _ => return false,
+    }
+    let mut ba = vec![0u8; 1 << 20];
+    let mut bb = vec![0u8; 1 << 20];
+    loop {
+        let Ok(na) = read_full(&mut fa, &mut ba) else {
+            return false;
+        };
+        let Ok(nb) = read_full(&mut fb, &mut bb) else {
+            return false;
+        };
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
