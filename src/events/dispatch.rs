@@ -98,8 +98,15 @@ pub struct Engine {
     runner: Runner,
     webhooks: Arc<WebhookCaller>,
     stop: AtomicBool,
+    state_dir: PathBuf,
+    tmp_dir: PathBuf,
     pub stats: EngineStats,
 }
+
+/// Under `stateDir`: data written under a pre onPut, waiting for its workflow.
+pub const PRESTAGE_DIR: &str = "prestage";
+/// Under `stateDir`: staged data a pre onPut workflow refused.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 impl Engine {
     /// The engine for the enabled buckets `buckets` of `config`; opens the
@@ -107,7 +114,12 @@ impl Engine {
     pub fn new(config: &Config, buckets: &[BucketState]) -> Result<Arc<Engine>, String> {
         let state = &config.state_dir;
         let tmp = state.join("tmp");
-        for dir in [state.clone(), tmp.clone(), state.join("journal")] {
+        for dir in [
+            state.clone(),
+            tmp.clone(),
+            state.join("journal"),
+            state.join(PRESTAGE_DIR),
+        ] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -163,11 +175,21 @@ impl Engine {
             by_name,
             journal,
             hits: HitStore::open(state),
-            runner: Runner::new(selfc, tmp, config.function_base_url.clone()),
+            runner: Runner::new(selfc, tmp.clone(), config.function_base_url.clone()),
+            state_dir: state.clone(),
+            tmp_dir: tmp,
             webhooks: Arc::new(WebhookCaller::new()),
             stop: AtomicBool::new(false),
             stats: EngineStats::default(),
         }))
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp_dir
     }
 
     pub fn self_changes(&self) -> &SelfChanges {

@@ -21,6 +21,8 @@ pub struct FileHandle {
     /// Set for handles that may write, when the bucket has events: how to
     /// tell at release whether the file was modified.
     pub put: Option<super::PutWatch>,
+    /// Writes staged for a pre onPut.
+    pub staged: Option<super::prestage::Staged>,
 }
 
 pub struct DirHandle {
@@ -55,6 +57,17 @@ impl HandleTable {
             file,
             wrote: AtomicBool::new(false),
             put,
+            staged: None,
+        })))
+    }
+
+    pub fn insert_staged(&self, ino: Ino, file: OpenFile, staged: super::prestage::Staged) -> u64 {
+        self.insert(Handle::File(Arc::new(FileHandle {
+            ino,
+            file,
+            wrote: AtomicBool::new(false),
+            put: None,
+            staged: Some(staged),
         })))
     }
 

@@ -45,6 +45,17 @@ impl Core {
         if reads {
             self.before_get(bucket, &path, &st)?;
         }
+        if wants_write(flags)
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && self.stages_puts(bucket)
+        {
+            let (file, staged) =
+                self.open_staged(bucket, mount, &rel, flags & libc::O_TRUNC != 0, false, &st)?;
+            if reads {
+                self.after_get(bucket, &path, &st);
+            }
+            return Ok(self.handles.insert_staged(ino, file, staged));
+        }
         let file = self
             .origin(bucket, mount)
             .open(&rel, flags & !KERNEL_ONLY_FLAGS)?;
@@ -73,6 +84,18 @@ impl Core {
         if wants_read(flags) {
             self.allow(bucket, Need::Get)?;
         }
+        if self.stages_puts(bucket) {
+            return self.create_staged(
+                parent,
+                name,
+                bucket,
+                mount,
+                &rel,
+                mode & !umask & 0o7777,
+                flags,
+                ctx,
+            );
+        }
         let put = self.put_watch(bucket, mount, &rel, None, true);
         let file = self.origin(bucket, mount).create(
             &rel,
@@ -82,6 +105,37 @@ impl Core {
         self.give_to_caller(bucket, mount, &rel, ctx);
         let entry = self.finish_new(parent, name, bucket, mount, &rel)?;
         let fh = self.handles.insert_file(entry.attr.ino.0, file, put);
+        Ok((entry, fh))
+    }
+
+    /// create under a pre onPut: an empty placeholder at the real path (so
+    /// the name exists while the client writes) and a staged handle.
+    #[allow(clippy::too_many_arguments)]
+    fn create_staged(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        bucket: usize,
+        mount: usize,
+        rel: &[std::ffi::OsString],
+        mode: u32,
+        flags: i32,
+        ctx: Ctx,
+    ) -> FsResult<(Entry, u64)> {
+        self.before_create(bucket, mount, rel);
+        let placeholder = self.origin(bucket, mount).create(
+            rel,
+            (flags & libc::O_EXCL) | libc::O_WRONLY | libc::O_TRUNC,
+            mode,
+        )?;
+        let made = placeholder.flush();
+        placeholder.release();
+        made?;
+        self.give_to_caller(bucket, mount, rel, ctx);
+        let entry = self.finish_new(parent, name, bucket, mount, rel)?;
+        let st = self.origin(bucket, mount).lstat(rel)?;
+        let (file, staged) = self.open_staged(bucket, mount, rel, true, true, &st)?;
+        let fh = self.handles.insert_staged(entry.attr.ino.0, file, staged);
         Ok((entry, fh))
     }
 
@@ -108,11 +162,19 @@ impl Core {
     /// A `close` of the handle (one per close of a duplicate, too): data
     /// written must be in the origin before it returns.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
-        self.handles.file(fh)?.file.flush()
+        let h = self.handles.file(fh)?;
+        if let Some(staged) = &h.staged {
+            return self.settle_staged(&h.file, staged, h.ino, false);
+        }
+        h.file.flush()
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
         if let Some(super::handles::Handle::File(f)) = self.handles.remove(fh) {
+            if let Some(staged) = &f.staged {
+                self.release_staged(&f.file, staged, f.ino);
+                return Ok(());
+            }
             let Some(watch) = &f.put else {
                 f.file.release();
                 return Ok(());

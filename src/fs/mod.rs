@@ -12,6 +12,7 @@ pub mod handles;
 pub mod inodes;
 mod io;
 mod namespace;
+mod prestage;
 #[cfg(test)]
 mod tests;
 pub mod watch;

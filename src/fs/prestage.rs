@@ -1,0 +1,232 @@
+//! Writes under a pre onPut (SPEC §4.2): the client writes into a staging
+//! file under `stateDir/prestage/`; at `close` (FUSE flush) the workflow
+//! runs on the staged file, and only when it completes is the data
+//! published at the real path in one step (temp file + rename on a local
+//! origin, one upload on S3). When it aborts, `close` fails with EIO, the
+//! staged data is kept in `stateDir/quarantine/BUCKET/PATH.UNIXMS`, and the
+//! real path keeps what it had before (a file created for this write is
+//! removed again).
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Core;
+use super::events::fingerprint;
+use crate::config::model::{Timing, WhenExist};
+use crate::error::{Errno, FsResult};
+use crate::events::dispatch::{Ev, PRESTAGE_DIR, QUARANTINE_DIR};
+use crate::events::item::path_text;
+use crate::origin::OpenFile;
+use crate::workflow::runner::Source;
+use crate::workflow::store::Store;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A handle whose writes are staged.
+pub struct Staged {
+    pub bucket: usize,
+    pub mount: usize,
+    pub rel: Vec<OsString>,
+    pub staging: PathBuf,
+    /// The real file was created empty for this write (so that it can be
+    /// looked up meanwhile): remove it if nothing is ever published.
+    pub placeholder: bool,
+    /// Mode and owner the published file gets.
+    pub mode: u32,
+    pub owner: (u32, u32),
+    /// Fingerprint of the staged file when last published (or refused);
+    /// at open, the staged file as it started.
+    settled: Mutex<Option<[i64; 5]>>,
+    /// Nothing settled yet, and nothing written: a close now is a shell
+    /// closing a duplicate before writing (`>` redirections), not the end
+    /// of the write; it is settled at release.
+    untouched: std::sync::atomic::AtomicBool,
+    published: std::sync::atomic::AtomicBool,
+    /// The quarantine copy failed: the staging file is the only copy left.
+    keep: std::sync::atomic::AtomicBool,
+}
+
+impl Core {
+    /// Whether writes in `bucket` go through a pre onPut.
+    pub(crate) fn stages_puts(&self, bucket: usize) -> bool {
+        self.engine(bucket)
+            .is_some_and(|(e, eb)| e.timing(eb, Ev::Put) == Some(Timing::Pre))
+    }
+
+    /// Opens a staging file for a write to `mount`/`rel`, holding the
+    /// current content unless `truncate`.
+    pub(crate) fn open_staged(
+        &self,
+        bucket: usize,
+        mount: usize,
+        rel: &[OsString],
+        truncate: bool,
+        placeholder: bool,
+        st: &libc::stat,
+    ) -> FsResult<(OpenFile, Staged)> {
+        let (engine, _) = self.engine(bucket).ok_or(Errno::EIO)?;
+        let staging = engine.state_dir().join(PRESTAGE_DIR).join(format!(
+            "{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+            .map_err(|e| {
+                tracing::error!(file = %staging.display(), error = %e, "cannot create a staging file");
+                Errno::from(e)
+            })?;
+        let staged = Staged {
+            bucket,
+            mount,
+            rel: rel.to_vec(),
+            staging: staging.clone(),
+            placeholder,
+            mode: st.st_mode & 0o7777,
+            owner: (st.st_uid, st.st_gid),
+            settled: Mutex::new(None),
+            untouched: std::sync::atomic::AtomicBool::new(true),
+            published: std::sync::atomic::AtomicBool::new(false),
+            keep: std::sync::atomic::AtomicBool::new(false),
+        };
+        if !truncate && st.st_size > 0 {
+            let src = self.origin(bucket, mount).open(rel, libc::O_RDONLY)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut off = 0u64;
+            loop {
+                let n = src.read_at(&mut buf, off)?;
+                if n == 0 {
+                    break;
+                }
+                std::os::unix::fs::FileExt::write_all_at(&file, &buf[..n], off)?;
+                off += n as u64;
+            }
+            src.release();
+        }
+        if let Ok(st) = crate::origin::local::fstat(&file) {
+            *staged.settled.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(&st));
+        }
+        Ok((OpenFile::Local(file), staged))
+    }
+
+    /// At close: run the workflow on what was staged since the last close
+    /// and publish it, or quarantine it and fail with EIO.
+    pub(crate) fn settle_staged(
+        &self,
+        file: &OpenFile,
+        s: &Staged,
+        ino: u64,
+        releasing: bool,
+    ) -> FsResult<()> {
+        let st = file.stat()?;
+        let fp = fingerprint(&st);
+        let mut settled = s.settled.lock().unwrap_or_else(|e| e.into_inner());
+        let untouched = s.untouched.load(Ordering::Relaxed);
+        if *settled == Some(fp) && !(untouched && releasing) {
+            return Ok(());
+        }
+        s.untouched.store(false, Ordering::Relaxed);
+        *settled = Some(fp);
+        let (engine, eb) = self.engine(s.bucket).ok_or(Errno::EIO)?;
+        let path = match self.target(ino) {
+            Ok(super::Target::Path { path, .. }) => path,
+            _ => {
+                // Renamed over or removed while open: nothing to publish to.
+                return Ok(());
+            }
+        };
+        let mut item_st = st;
+        item_st.st_mode = libc::S_IFREG | s.mode;
+        item_st.st_uid = s.owner.0;
+        item_st.st_gid = s.owner.1;
+        if let Err(e) = engine.pre(
+            eb,
+            Ev::Put,
+            &path,
+            &item_st,
+            Source::File(s.staging.clone()),
+        ) {
+            self.quarantine(engine.state_dir(), s, &path);
+            tracing::warn!(path = ?path_text(&path), error = %e,
+                "pre onPut workflow aborted; the write is not published and close fails with EIO");
+            return Err(Errno::EIO);
+        }
+        let store = Store {
+            bucket: &self.buckets[s.bucket],
+            selfc: engine.self_changes(),
+            tmp_dir: engine.tmp_dir(),
+        };
+        let shown = path_text(&path);
+        let staging = &s.staging;
+        let published = store.write(&path, &shown, WhenExist::Overwrite, &|tmp| {
+            std::fs::copy(staging, tmp).map_err(|e| format!("copy staged data: {e}"))?;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(s.mode))
+                .map_err(|e| format!("set mode: {e}"))?;
+            // Owner as the client left it; best effort, like cp -p.
+            let _ = std::os::unix::fs::chown(tmp, Some(s.owner.0), Some(s.owner.1));
+            Ok(())
+        });
+        match published {
+            Ok(_) => {
+                s.published.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(path = ?shown, error = %e, "cannot publish a staged write");
+                self.quarantine(engine.state_dir(), s, &path);
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    fn quarantine(&self, state_dir: &std::path::Path, s: &Staged, path: &[OsString]) {
+        let mut dest = state_dir
+            .join(QUARANTINE_DIR)
+            .join(&self.buckets[s.bucket].name);
+        for c in &path[..path.len().saturating_sub(1)] {
+            dest.push(c);
+        }
+        let mut name = path.last().cloned().unwrap_or_default();
+        name.push(format!(".{}", crate::events::journal::now_ms()));
+        dest.push(name);
+        let copied = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::copy(&s.staging, &dest).map(drop));
+        match copied {
+            Ok(()) => tracing::warn!(file = %dest.display(), "refused write kept in quarantine"),
+            Err(e) => {
+                s.keep.store(true, Ordering::Relaxed);
+                tracing::error!(file = %dest.display(), staging = %s.staging.display(), error = %e,
+                    "cannot quarantine a refused write; it stays in the staging file")
+            }
+        }
+    }
+
+    /// At release: settle what the last close did not, drop the staging
+    /// file, and take back a placeholder nothing was published to.
+    pub(crate) fn release_staged(&self, file: &OpenFile, s: &Staged, ino: u64) {
+        // Errors were logged (and reported to the close that saw them).
+        let _ = self.settle_staged(file, s, ino, true);
+        if !s.keep.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&s.staging);
+        }
+        if s.placeholder && !s.published.load(Ordering::Relaxed) {
+            if let (Some((engine, _)), Some(abs)) = (
+                self.engine(s.bucket),
+                self.local_abs(s.bucket, s.mount, &s.rel),
+            ) {
+                engine.self_changes().deleting(&abs);
+            }
+            if let Err(e) = self.origin(s.bucket, s.mount).unlink(&s.rel) {
+                tracing::warn!(path = ?s.rel, error = %e, "cannot remove the placeholder of a refused write");
+            }
+        }
+    }
+}
