@@ -2,3 +2,4 @@
 
 pub mod filter;
 pub mod journal;
+pub mod webhook;
