@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use super::filter::CompiledFilter;
 use super::hits::HitStore;
-use super::item::{candidate, gone_stat, item_of, path_text};
+use super::item::{candidate, gone_stat, is_exact, item_of, path_text};
 use super::journal::{Journal, PostEvent};
 use super::selfchange::SelfChanges;
 use super::webhook::{WebhookCaller, WebhookEnv};
@@ -242,7 +242,13 @@ impl Engine {
             Ev::Delete => self.hits.get(&br.name, &text),
         };
         let item = item_of(path, st, hits);
-        let value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
+        let mut value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
+        if !is_exact(path)
+            && let serde_json::Value::Object(map) = &mut value
+        {
+            // The text path is lossy: keep the exact bytes to find the source.
+            map.insert(RAW_PATH.to_string(), serde_json::json!(raw_path(path)));
+        }
         let event = PostEvent::new(
             br.name.clone(),
             br.workflows[rule.workflow].name.clone(),
@@ -402,7 +408,14 @@ impl Engine {
         let wf = &br.workflows[rule.workflow];
         let mut item: Item = serde_json::from_value(ev.item.clone()).unwrap_or_default();
         item.hits = self.hits.get(&br.name, &ev.path);
-        let comps = split_path(&ev.path);
+        let comps = match ev
+            .item
+            .get(RAW_PATH)
+            .and_then(|v| serde_json::from_value::<Vec<u8>>(v.clone()).ok())
+        {
+            Some(bytes) => from_raw_path(&bytes),
+            None => split_path(&ev.path),
+        };
         let source = match kind {
             Ev::Delete => Source::Empty,
             _ => {
@@ -572,6 +585,27 @@ impl Engine {
             }
         }
     }
+}
+
+/// Item field holding the exact bytes of a path that is not UTF-8.
+const RAW_PATH: &str = "__raw_path";
+
+fn raw_path(path: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in path {
+        out.push(b'/');
+        out.extend_from_slice(c.as_encoded_bytes());
+    }
+    out
+}
+
+fn from_raw_path(bytes: &[u8]) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    bytes
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b"." && *c != b"..")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
+        .collect()
 }
 
 /// The mount point holding `path` (SPEC §5.2 `source_dir` of a file-system

@@ -34,6 +34,8 @@ pub struct PutWatch {
     pub before: Option<[i64; 5]>,
     /// Created, truncated at open or resized through the handle.
     pub changed: AtomicBool,
+    /// The file's fingerprint when onPut last fired for this handle.
+    fired: std::sync::Mutex<Option<[i64; 5]>>,
 }
 
 pub(crate) fn fingerprint(st: &libc::stat) -> [i64; 5] {
@@ -121,7 +123,34 @@ impl Core {
             abs,
             before: st.as_ref().map(fingerprint),
             changed: AtomicBool::new(changed),
+            fired: std::sync::Mutex::new(None),
         })
+    }
+
+    /// At a close (FUSE flush) of a handle with a watch: the post onPut,
+    /// journaled before `close` returns, if the content changed since the
+    /// open and since the last close. A close before any write (a shell
+    /// closing the duplicate of a `>` redirection) fires nothing; the
+    /// release catches a created or truncated file nobody wrote to.
+    pub(crate) fn flushed_writer(&self, watch: &PutWatch, wrote: bool, ino: u64, now: &libc::stat) {
+        let Some((engine, eb, Timing::Post)) = self.timing(watch.bucket, Ev::Put) else {
+            return;
+        };
+        let fp = fingerprint(now);
+        let content_changed = wrote || watch.before.is_some_and(|b| b != fp);
+        if !content_changed {
+            return;
+        }
+        {
+            let mut fired = watch.fired.lock().unwrap_or_else(|e| e.into_inner());
+            if *fired == Some(fp) {
+                return;
+            }
+            *fired = Some(fp);
+        }
+        if let Ok(super::Target::Path { path, .. }) = self.target(ino) {
+            engine.post(eb, Ev::Put, &path, now);
+        }
     }
 
     /// At the release of a handle with a watch: the post onPut event if the
@@ -151,6 +180,9 @@ impl Core {
         let (Some(path), Some(st)) = (path, now) else {
             return;
         };
+        if *watch.fired.lock().unwrap_or_else(|e| e.into_inner()) == Some(fingerprint(&st)) {
+            return;
+        }
         if engine.timing(eb, Ev::Put).is_some() {
             engine.post(eb, Ev::Put, &path, &st);
         }

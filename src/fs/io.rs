@@ -96,12 +96,12 @@ impl Core {
                 ctx,
             );
         }
-        let put = self.put_watch(bucket, mount, &rel, None, true);
         let file = self.origin(bucket, mount).create(
             &rel,
             flags & !(libc::O_CREAT | libc::O_NOCTTY),
             mode & !umask & 0o7777,
         )?;
+        let put = self.put_watch(bucket, mount, &rel, file.stat().ok(), true);
         self.give_to_caller(bucket, mount, &rel, ctx);
         let entry = self.finish_new(parent, name, bucket, mount, &rel)?;
         let fh = self.handles.insert_file(entry.attr.ino.0, file, put);
@@ -166,7 +166,13 @@ impl Core {
         if let Some(staged) = &h.staged {
             return self.settle_staged(&h.file, staged, h.ino, false);
         }
-        h.file.flush()
+        h.file.flush()?;
+        if let Some(watch) = &h.put
+            && let Ok(now) = h.file.stat()
+        {
+            self.flushed_writer(watch, h.wrote.load(Ordering::Relaxed), h.ino, &now);
+        }
+        Ok(())
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
