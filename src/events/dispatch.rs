@@ -263,8 +263,9 @@ impl Engine {
         }
     }
 
-    /// Runs a pre event while the client waits: Ok when the filter does not
-    /// match or the workflow completed, Err(message) when it aborted.
+    /// Runs a pre event while the client waits: Ok(false) when the filter
+    /// does not match, Ok(true) when the workflow completed, Err(message)
+    /// when it aborted.
     pub fn pre(
         &self,
         b: usize,
@@ -272,9 +273,9 @@ impl Engine {
         path: &[OsString],
         st: &libc::stat,
         source: Source,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let Some(rule) = self.matches(b, ev, path, st) else {
-            return Ok(());
+            return Ok(false);
         };
         let br = &self.buckets[b];
         let text = path_text(path);
@@ -292,7 +293,7 @@ impl Engine {
         let outcome = self.runner.run(&br.state, wf, &item, &source, &source_dir);
         self.finish(b, ev, rule, wf, &item, &outcome, 1, true);
         match outcome.error {
-            None => Ok(()),
+            None => Ok(true),
             Some(e) => Err(e),
         }
     }

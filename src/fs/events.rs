@@ -83,17 +83,19 @@ impl Core {
     }
 
     /// Before a read-open: the pre onGet workflow (EIO when it aborts).
+    /// True when a workflow ran: it may have rewritten the file, so the
+    /// kernel's cached size must not clip what this open reads.
     pub(crate) fn before_get(
         &self,
         bucket: usize,
         path: &[OsString],
         st: &libc::stat,
-    ) -> FsResult<()> {
+    ) -> FsResult<bool> {
         match self.timing(bucket, Ev::Get) {
             Some((engine, eb, Timing::Pre)) => engine
                 .pre(eb, Ev::Get, path, st, Source::Bucket(path.to_vec()))
                 .map_err(|e| pre_failed("onGet", path, e)),
-            _ => Ok(()),
+            _ => Ok(false),
         }
     }
 
@@ -252,7 +254,7 @@ impl Core {
             }
             Some((engine, eb, Timing::Pre)) => {
                 match engine.pre(eb, Ev::Put, path, st, Source::Bucket(path.to_vec())) {
-                    Ok(()) => Ok(()),
+                    Ok(_) => Ok(()),
                     Err(e) => {
                         undo();
                         Err(pre_failed("onPut", path, e))

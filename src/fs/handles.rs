@@ -23,6 +23,8 @@ pub struct FileHandle {
     pub put: Option<super::PutWatch>,
     /// Writes staged for a pre onPut.
     pub staged: Option<super::prestage::Staged>,
+    /// Served with FOPEN_DIRECT_IO.
+    pub direct: AtomicBool,
 }
 
 pub struct DirHandle {
@@ -58,6 +60,7 @@ impl HandleTable {
             wrote: AtomicBool::new(false),
             put,
             staged: None,
+            direct: AtomicBool::new(false),
         })))
     }
 
@@ -68,6 +71,7 @@ impl HandleTable {
             wrote: AtomicBool::new(false),
             put: None,
             staged: Some(staged),
+            direct: AtomicBool::new(false),
         })))
     }
 

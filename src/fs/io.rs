@@ -42,9 +42,7 @@ impl Core {
             return Err(Errno::EISDIR);
         };
         let reads = wants_read(flags) && st.st_mode & libc::S_IFMT == libc::S_IFREG;
-        if reads {
-            self.before_get(bucket, &path, &st)?;
-        }
+        let direct = reads && self.before_get(bucket, &path, &st)?;
         if wants_write(flags)
             && st.st_mode & libc::S_IFMT == libc::S_IFREG
             && self.stages_puts(bucket)
@@ -68,7 +66,11 @@ impl Core {
         if reads {
             self.after_get(bucket, &path, &st);
         }
-        Ok(self.handles.insert_file(ino, file, put))
+        let fh = self.handles.insert_file(ino, file, put);
+        if direct && let Ok(h) = self.handles.file(fh) {
+            h.direct.store(true, Ordering::Relaxed);
+        }
+        Ok(fh)
     }
 
     pub fn create(
@@ -219,6 +221,14 @@ impl Core {
         // SAFETY: an open fd owned by the handle; the shared offset is not used by pread/pwrite.
         let r = unsafe { libc::lseek(local_fd(&h.file)?, offset, whence) };
         if r < 0 { Err(Errno::last()) } else { Ok(r) }
+    }
+
+    /// Whether reads and writes of `fh` must bypass the kernel's caches
+    /// (a pre onGet workflow may just have rewritten the file).
+    pub fn handle_direct(&self, fh: u64) -> bool {
+        self.handles
+            .file(fh)
+            .is_ok_and(|h| h.direct.load(Ordering::Relaxed))
     }
 
     /// Size of an open file, for callers that need it after writes.

@@ -292,6 +292,9 @@ impl Filesystem for FuseFs {
             Ok(fh) => fh,
             Err(e) => return reply.error(errno(e)),
         };
+        if self.core.handle_direct(fh) {
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
         if self.passthrough.load(Ordering::Relaxed) {
             match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
                 Ok(id) => {
