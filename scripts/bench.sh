@@ -29,19 +29,39 @@
 #   --vfs-write-back 0s (writes staged locally and uploaded after close, as
 #   storgate and s3fs stage them; its read cache is wiped at each remount).
 #
+# Events part: what a post onPut workflow costs and how fast it delivers,
+# against the shell pipeline it replaces — storgate (a bucket with /in and a
+# hidden /out, both local; onPut post -> a copy task to /out) vs
+#   inotifywait -m -r -e close_write --format '%w%f' SRC | while read -r f; do cp "$f" DST/; done
+# on plain directories of the same file system. The same writer (10,000 x
+# 4 KiB files, one after another, the time after each close recorded) and the
+# same observer (inotify on the output directory: when each output is there
+# in full) on both sides; no S3 needed.
+#
+#   write       the writer's time (storgate: through the mount, each release
+#               journaled)
+#   throughput  items / (first write -> last output)
+#   latency     close() returned -> output complete, p50 and p99
+#
 # Root needed (mount, drop_caches). Not part of scripts/test.sh. Installs what
 # it lacks (fuse3, python3; for the S3 part s3fs, rclone and, without an
-# endpoint, moto).
+# endpoint, moto; for the events part inotify-tools).
 # Environment:
 #   BENCH_SCALE=small    quick check: 64 MiB, 1,000 files, 100 x 100 tree;
-#                        S3: 64 MiB, 1,000 objects listed, 200 creates
+#                        S3: 64 MiB, 1,000 objects listed, 200 creates;
+#                        events: 1,000 files
 #   BENCH_RUNS=N         runs per benchmark, the median is shown (default 3)
-#   BENCH_PARTS="local s3"  which parts to run (default both)
+#   BENCH_PARTS="local s3 events"  which parts to run (default all three)
 #   BENCH_DIR=DIR        working directory (default /var/tmp/storgate-bench)
 #   BENCH_FILE_MIB, BENCH_SMALL_FILES, BENCH_SMALL_SIZE, BENCH_TREE_DIRS,
 #   BENCH_TREE_FILES     override single sizes of the local part
 #   BENCH_S3_FILE_MIB, BENCH_S3_LIST, BENCH_S3_CREATES, BENCH_S3_RUNS
 #                        override sizes and runs of the S3 part
+#   BENCH_EVENT_FILES, BENCH_EVENT_SIZE  files and their size in the events
+#                        part (default 10,000 / 1,000 small, 4096 bytes)
+#   BENCH_EVENT_IDLE     seconds without a new output after which a run of the
+#                        events part gives up on the missing ones (default 60)
+#   STORGATE_WORKERS     storgate's worker pool (events part; default 8)
 #   BENCH_S3_ENDPOINT    S3 server URL (default: a private moto server started
 #                        on a free loopback port, stopped at the end); with it:
 #   BENCH_S3_KEY, BENCH_S3_SECRET  its keys (default testing/testing)
@@ -59,8 +79,8 @@ cd "$REPO_ROOT"
 exec </dev/null
 
 case "${BENCH_SCALE:-full}" in
-  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 ;;
-  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 ;;
+  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 d_evfiles=10000 ;;
+  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 d_evfiles=1000 ;;
   *) die "BENCH_SCALE must be 'full' or 'small'" ;;
 esac
 FILE_MIB=${BENCH_FILE_MIB:-$d_mib}
@@ -69,11 +89,14 @@ SMALL_SIZE=${BENCH_SMALL_SIZE:-4096}
 TREE_DIRS=${BENCH_TREE_DIRS:-$d_dirs}
 TREE_FILES=${BENCH_TREE_FILES:-$d_files}
 RUNS=${BENCH_RUNS:-3}
-PARTS=${BENCH_PARTS:-local s3}
+PARTS=${BENCH_PARTS:-local s3 events}
 S3_MIB=${BENCH_S3_FILE_MIB:-$d_s3mib}
 S3_LIST=${BENCH_S3_LIST:-$d_s3list}
 S3_CREATES=${BENCH_S3_CREATES:-$d_s3creates}
 S3_RUNS=${BENCH_S3_RUNS:-$RUNS}
+EV_FILES=${BENCH_EVENT_FILES:-$d_evfiles}
+EV_SIZE=${BENCH_EVENT_SIZE:-4096}
+EV_IDLE=${BENCH_EVENT_IDLE:-60}
 WORK=${BENCH_DIR:-/var/tmp/storgate-bench}
 BIN=$TARGET_DIR/release/storgate
 HELPER=$REPO_ROOT/scripts/bench-files.py
@@ -98,10 +121,22 @@ S3_PREFIX="bench-$(date -u +%Y%m%d-%H%M%S)-$$"
 RCLONE_CONF=$S3W/rclone.conf
 S3FS_PASSWD=$S3W/s3fs.passwd
 
+# events part
+EW=$WORK/events
+EV_PIDS=() # background processes of the events part (observer, baseline pipeline)
+
 cleanup() {
-  local t
+  local t p
+  for p in "${EV_PIDS[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  for p in "${EV_PIDS[@]}"; do
+    wait "$p" 2>/dev/null || true
+  done
   unmount_quietly "$MNT"
   wait_unmounted "$MNT" 20 || warn "$MNT still mounted"
+  unmount_quietly "$EW/mnt"
+  wait_unmounted "$EW/mnt" 20 || warn "$EW/mnt still mounted"
   for t in "${TOOLS[@]}"; do
     unmount_quietly "$S3W/mnt-$t"
     wait_unmounted "$S3W/mnt-$t" 20 || warn "$S3W/mnt-$t still mounted"
@@ -523,9 +558,183 @@ PY
   for t in "${TOOLS[@]}"; do umount_tool "$t"; done
 }
 
+# ---- events part ---------------------------------------------------------------
+# storgate: a bucket with /in (local) and a hidden /out (local), onPut post ->
+# workflow "copy" (function null, savePath /out/<path below /in>); the writer
+# writes through the mount into /in. Baseline: the shell pipeline storgate
+# replaces, on plain directories. Both sides: the same writer
+# (bench-files.py writes: close time of every file) and the same observer
+# (bench-files.py observe: inotify on the output directory, the time each
+# output appears complete — IN_CLOSE_WRITE for cp, IN_MOVED_TO for storgate's
+# temp + rename).
+
+# baseline_copier SRC DST: the loop body of the pipeline, paths on stdin.
+baseline_copier() {
+  local f
+  while IFS= read -r f; do
+    cp -- "$f" "$2/${f#"$1"/}" || echo "baseline: cp $f failed" >&2
+  done
+}
+
+# ev_wait_line FILE TEXT PID WHAT: wait until FILE has a line starting with
+# TEXT, while PID lives.
+ev_wait_line() {
+  local deadline=$((SECONDS + 30))
+  until grep -qs "^$2" "$1"; do
+    kill -0 "$3" 2>/dev/null || die "$4 exited: $(cat "$1" 2>/dev/null)"
+    [ $SECONDS -lt $deadline ] || die "$4 not ready after 30 s"
+    sleep 0.02
+  done
+}
+
+# ev_run SIDE RUN: one measurement; writes the latency line of bench-files.py
+# (WRITE_S SPAN_S SEEN P50_MS P99_MS MAX_MS) to $EW/run-SIDE-RUN/result.
+ev_run() {
+  local side=$1 run=$2 src dst rc=0 start end inw_pid=0 copy_pid=0 obs_pid
+  local d=$EW/run-$side-$run
+  mkdir -p "$d"
+  if [ "$side" = storgate ]; then
+    src=$EW/mnt/in/r$run  # written through the mount
+    dst=$EW/out-origin/r$run # where the workflow's outputs land
+    mkdir "$src" "$dst"
+  else
+    src=$EW/bsrc/r$run
+    dst=$EW/bout/r$run
+    mkdir -p "$src" "$dst"
+    # inotifywait -m -r -e close_write --format '%w%f' SRC | while read -r f; do cp …; done
+    mkfifo "$d/pipe"
+    : >"$d/inotifywait.err"
+    inotifywait -m -r -e close_write --format '%w%f' "$src" 2>>"$d/inotifywait.err" >"$d/pipe" &
+    inw_pid=$!
+    EV_PIDS+=("$inw_pid")
+    baseline_copier "$src" "$dst" <"$d/pipe" >/dev/null 2>"$d/copier.err" &
+    copy_pid=$!
+    EV_PIDS+=("$copy_pid")
+    ev_wait_line "$d/inotifywait.err" 'Watches established' "$inw_pid" inotifywait
+  fi
+  python3 "$HELPER" observe "$dst" "$EV_FILES" "$d/seen" "$EV_IDLE" >"$d/observer.out" 2>"$d/observer.err" &
+  obs_pid=$!
+  EV_PIDS+=("$obs_pid")
+  ev_wait_line "$d/observer.out" ready "$obs_pid" "the output observer"
+  python3 "$HELPER" writes "$src" "$EV_FILES" "$EV_SIZE" "$d/closed" >"$d/writer.out" ||
+    die "$side run $run: the writer failed"
+  read -r start end <"$d/writer.out"
+  wait "$obs_pid" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    warn "$side run $run: only $(wc -l <"$d/seen") of $EV_FILES outputs appeared (none for $EV_IDLE s) $(cat "$d/observer.err")"
+  fi
+  if [ "$side" = baseline ]; then
+    kill "$inw_pid" 2>/dev/null || true
+    wait "$inw_pid" 2>/dev/null || true
+    wait "$copy_pid" 2>/dev/null || true
+  fi
+  EV_PIDS=() # all waited for: none left to stop
+  python3 "$HELPER" latency "$d/closed" "$d/seen" "$start" "$end" >"$d/result"
+}
+
+events_part() {
+  section "events: set up"
+  ensure_packages inotify-tools
+  mkdir -p "$EW"/{state,in-origin,out-origin,mnt,bsrc,bout}
+  local config=$EW/storgate.json err=$EW/mount-stderr.log
+  cat >"$config" <<EOF
+{
+  "stateDir": "$EW/state",
+  "throttling": { "enable": false },
+  "buckets": [
+    { "meta": { "name": "ev" },
+      "mounts": [
+        { "mountPoint": "/in", "originPath": "$EW/in-origin" },
+        { "mountPoint": "/out", "originPath": "$EW/out-origin", "expose": false }
+      ],
+      "events": {
+        "onPut": { "enable": true, "trigger": { "workflow": "copy", "timing": "post" } }
+      },
+      "workflows": [
+        { "name": "copy",
+          "tasks": [ { "function": null, "savePath": "/out/{{ item.path | relpath(source_dir) }}" } ] }
+      ] }
+  ]
+}
+EOF
+  "$BIN" check --config "$config" >/dev/null
+  STORGATE_LOG=${STORGATE_LOG:-warn} "$BIN" mount --config "$config" --bucket ev "$EW/mnt" 2>"$err" ||
+    die "storgate mount failed: $(cat "$err"; tail -n 5 "$EW/state/storgate.log" 2>/dev/null)"
+  mountpoint -q "$EW/mnt" || die "$EW/mnt is not a mount point"
+  ok "mounted bucket 'ev' at $EW/mnt: /in -> $EW/in-origin, hidden /out -> $EW/out-origin"
+
+  local -A T
+  local run side k w s n p50 p99 mx m c_baseline c_storgate m_baseline m_storgate name
+  local keys=(write span p50 p99)
+  for ((run = 1; run <= RUNS; run++)); do
+    section "events: run $run of $RUNS ($EV_FILES x $EV_SIZE B)"
+    for side in baseline storgate; do
+      ev_run "$side" "$run"
+      read -r w s n p50 p99 mx <"$EW/run-$side-$run/result"
+      printf '   %-9s written in %8.3f s; %6s of %s outputs, last after %8s s; latency p50 %s ms, p99 %s ms, max %s ms\n' \
+        "$side" "$w" "$n" "$EV_FILES" "$s" "$p50" "$p99" "$mx"
+      [ "$n" = "$EV_FILES" ] || T[incomplete,$side]=1
+      T[write,$side]="${T[write,$side]:-} $w"
+      # A run with missing outputs has no throughput or latency figures.
+      if [ "$n" = "$EV_FILES" ]; then
+        T[span,$side]="${T[span,$side]:-} $s"
+        T[p50,$side]="${T[p50,$side]:-} $p50"
+        T[p99,$side]="${T[p99,$side]:-} $p99"
+      fi
+    done
+  done
+  unmount_quietly "$EW/mnt"
+  wait_unmounted "$EW/mnt" 20 || warn "$EW/mnt still mounted"
+
+  {
+    echo
+    echo "== events: onPut copy workflow vs an inotifywait | while read; cp loop  (runs=$RUNS, median shown)"
+    echo "storgate: $EW/mnt (bucket: /in local, hidden /out local, onPut post -> copy to /out; workers ${STORGATE_WORKERS:-8 (default)}; throttling off)"
+    echo "baseline: inotifywait -m -r -e close_write --format '%w%f' SRC | while read -r f; do cp \"\$f\" DST/; done  (plain directories, same fs)"
+    echo "writer: $EV_FILES files of $EV_SIZE B written one after another (python); output seen = inotify IN_CLOSE_WRITE/IN_MOVED_TO on the output directory"
+    echo "throughput = items / (first write -> last output); latency = close() returned -> output complete in the output directory"
+    echo "(the writer does not wait for outputs: when a side copies slower than files arrive, its latency includes the queue)"
+    echo "ratio = storgate / baseline (time or latency: below 1.00 = storgate faster)"
+    echo
+    printf '%-44s | %-28s | %-28s | %s\n' benchmark baseline storgate ratio
+    printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:28}" "${dashes:0:28}" -----
+    for k in "${keys[@]}"; do
+      case $k in
+        write) name="write ${EV_FILES} x $((EV_SIZE / 1024)) KiB (writer only)" ;;
+        span) name="throughput: first write -> last output" ;;
+        p50) name="latency close -> output, p50" ;;
+        p99) name="latency close -> output, p99" ;;
+      esac
+      for side in baseline storgate; do
+        if [ -z "${T[$k,$side]:-}" ]; then
+          printf -v "c_$side" '%s' "no complete run"
+          continue
+        fi
+        # shellcheck disable=SC2086 # word lists of numbers
+        m=$(median ${T[$k,$side]})
+        case $k in
+          write | span) printf -v "c_$side" '%.3f s (%s items/s)' "$m" "$(rate "$EV_FILES" "$m")" ;;
+          *) printf -v "c_$side" '%.2f ms' "$m" ;;
+        esac
+        printf -v "m_$side" '%s' "$m"
+      done
+      if [ -n "${T[$k,baseline]:-}" ] && [ -n "${T[$k,storgate]:-}" ]; then
+        printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" "$(ratio "$m_storgate" "$m_baseline")"
+      else
+        printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" -
+      fi
+    done
+    for side in baseline storgate; do
+      [ -z "${T[incomplete,$side]:-}" ] ||
+        echo "NOTE: $side: some runs did not produce all $EV_FILES outputs (none new for $EV_IDLE s); their throughput and latency are left out"
+    done
+  } >>"$RESULTS"
+}
+
 # ---- run -----------------------------------------------------------------------
 want local && local_part
 want s3 && s3_part
+want events && events_part
 section "results (also in ${RESULTS#"$REPO_ROOT"/})"
 {
   header

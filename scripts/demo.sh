@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — the README's first command: build storgate, mount the
 # example mount-configs/local-merge.json (local directories only, no cloud
-# account) at /mnt/storgate-demo and show it working. Run as root.
+# account) at /mnt/storgate-demo and show it working, workflows included
+# (step 9); then mount mount-configs/publish-on-upload.json (SPEC §1 scenario 2)
+# at /mnt/storgate-publish with a webhook receiver on 127.0.0.1:8099 and show
+# an upload being published (step 10). Run as root.
 #
-# It creates /srv/storgate-demo/{share,local,private} afresh on every run,
-# unmounts an earlier demo mount first, and leaves the new mount up at the end.
-# STORGATE_DEMO_MNT overrides the mount point.
+# It creates its directories under /srv/storgate-demo afresh on every run,
+# unmounts earlier demo mounts first, and leaves the first mount up at the end
+# (the second one and the webhook receiver are stopped after step 10).
+# STORGATE_DEMO_MNT and STORGATE_DEMO_PUBLISH_MNT override the mount points.
 set -Eeuo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -19,6 +23,17 @@ BIN=$TARGET_DIR/release/storgate
 SITE=$MNT/site # the bucket "site" appears as a directory of the mount
 ERR=$DEMO/mount-stderr.log # what `storgate mount` printed
 LOG=$DEMO/state/storgate.log # the daemon's own log (stateDir/storgate.log)
+HOOK=$DEMO/hooks/log-webhook # webhook program of local-merge.json (written in step 2)
+HOOKLOG=$DEMO/hooks/webhook.log # ... which appends one line per call here
+# Step 10: SPEC §1 scenario 2, its own mount, stateDir and webhook receiver.
+PUBCONFIG=$REPO_ROOT/mount-configs/publish-on-upload.json
+PUBMNT=${STORGATE_DEMO_PUBLISH_MNT:-/mnt/storgate-publish}
+PUBERR=$DEMO/publish-mount-stderr.log
+PUBLOG=$DEMO/state-publish/storgate.log
+WEBHOOK_PORT=8099 # must match the webhook URLs in publish-on-upload.json
+RECV_OUT=$DEMO/webhook-receiver.out # "listening on ..." or why not
+RECV_LOG=$DEMO/webhook-receiver.log # one line per webhook call
+RECV_PID=""
 
 [ "$(id -u)" -eq 0 ] || die "run the demo as root (it writes $DEMO and mounts $MNT)"
 
@@ -39,12 +54,37 @@ where() {
   done
   [ $found = 1 ] || info "$p  ->  in no origin?!"
 }
+# wait_for SECONDS WHAT CMD...: run CMD every 50 ms until it succeeds; say
+# how long it took, or warn and return 1 after SECONDS.
+wait_for() {
+  local limit=$1 what=$2 deadline=$((SECONDS + $1)) t0
+  shift 2
+  t0=$(now)
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      warn "no $what after $limit s"
+      return 1
+    fi
+    sleep 0.05
+  done
+  info "$what: after $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", (b - a) * 1000 }') ms (polled every 50 ms)"
+}
+# The second mount and the webhook receiver never outlive the demo.
+stop_publish() {
+  unmount_quietly "$PUBMNT"
+  if [ -n "$RECV_PID" ]; then
+    kill "$RECV_PID" 2>/dev/null || true
+    wait "$RECV_PID" 2>/dev/null || true
+    RECV_PID=""
+  fi
+}
+trap stop_publish EXIT
 
 on_error() {
   local rc=$? line=$1
   printf '\n%sdemo failed (line %s, exit %s).%s\n' "$_R" "$line" "$rc" "$_N" >&2
   local f
-  for f in "$ERR" "$LOG"; do
+  for f in "$ERR" "$LOG" "$HOOKLOG" "$PUBERR" "$PUBLOG" "$RECV_OUT" "$RECV_LOG"; do
     if [ -s "$f" ]; then
       echo "$f:" >&2
       tail -n 30 "$f" | sed 's/^/    /' >&2
@@ -53,6 +93,7 @@ on_error() {
   if mountpoint -q "$MNT" 2>/dev/null; then
     echo "The mount is left up for a look; unmount it with: fusermount3 -u $MNT" >&2
   fi
+  stop_publish
   exit "$rc"
 }
 trap 'on_error $LINENO' ERR
@@ -60,7 +101,7 @@ trap 'on_error $LINENO' ERR
 # --- 1 ------------------------------------------------------------------------
 section "1. dependencies and build"
 ensure_rust
-ensure_packages fuse3 rsync pkg-config
+ensure_packages fuse3 rsync pkg-config python3
 ensure_fuse
 cargo build --release --locked
 [ -x "$BIN" ] || die "build produced no $BIN"
@@ -68,13 +109,32 @@ ok "built $BIN"
 
 # --- 2 ------------------------------------------------------------------------
 section "2. origin directories under $DEMO"
-if mountpoint -q "$MNT" 2>/dev/null || grep -qs " $MNT fuse" /proc/mounts; then
-  info "unmounting the earlier demo mount at $MNT"
-  unmount_quietly "$MNT"
-  wait_unmounted "$MNT" 20 || die "could not unmount the old demo mount at $MNT"
-fi
-rm -rf "${DEMO:?}/share" "${DEMO:?}/local" "${DEMO:?}/private" "${DEMO:?}/state" "$ERR"
-mkdir -p "$DEMO"/{share/img,local/img,local/notes,private,state} "$MNT"
+for m in "$MNT" "$PUBMNT"; do
+  if mountpoint -q "$m" 2>/dev/null || grep -qs " $m fuse" /proc/mounts; then
+    info "unmounting the earlier demo mount at $m"
+    unmount_quietly "$m"
+    wait_unmounted "$m" 20 || die "could not unmount the old demo mount at $m"
+  fi
+done
+# local-merge.json: share, local, private, state, hooks; publish-on-upload.json:
+# upload, html, publish-scratch, state-publish; derivatives.json (only checked,
+# in step 3): media/{images,newimg,scratch}, state-media.
+for d in share local private state hooks upload html publish-scratch state-publish media state-media; do
+  rm -rf "${DEMO:?}/$d"
+done
+rm -f "$ERR" "$PUBERR" "$RECV_OUT" "$RECV_LOG"
+mkdir -p "$DEMO"/{share/img,local/img,local/notes,private,state,hooks} "$MNT"
+mkdir -p "$DEMO"/{upload,html,publish-scratch,state-publish,media/images,media/newimg,media/scratch,state-media} "$PUBMNT"
+# The webhook program named in local-merge.json: storgate runs it after each
+# completed item, with the JSON payload on stdin.
+cat >"$HOOK" <<EOF
+#!/bin/sh
+# storgate webhook (written by scripts/demo.sh): one line per call in
+# $HOOKLOG: time, event, bucket, bucket path, JSON payload.
+payload=\$(tr '\n' ' ')
+printf '%s %s %s %s %s\n' "\$(date +%H:%M:%S.%N)" "\$STORGATE_EVENT" "\$STORGATE_BUCKET" "\$STORGATE_PATH" "\$payload" >>"$HOOKLOG"
+EOF
+chmod 755 "$HOOK"
 echo '<h1>storgate demo</h1>' >"$DEMO/share/index.html"
 echo 'logo (in share)' >"$DEMO/share/img/logo.txt"
 echo 'common.txt from share: declared first, so this copy is served' >"$DEMO/share/common.txt"
@@ -88,6 +148,9 @@ run find "$DEMO/share" "$DEMO/local" "$DEMO/private" -type f
 section "3. check the configuration"
 run grep -v '^[[:space:]]*#' "$CONFIG"
 run "$BIN" check --config "$CONFIG"
+info "the two other local examples check as well (step 2 made their directories):"
+run "$BIN" check --config "$PUBCONFIG"
+run "$BIN" check --config "$REPO_ROOT/mount-configs/derivatives.json"
 
 # --- 4 ------------------------------------------------------------------------
 section "4. mount it at $MNT"
@@ -145,16 +208,73 @@ run ls "$DEMO/private"
 ok "/private is invisible in the mount; its origin holds secret.txt for workflows"
 
 # --- 9 ------------------------------------------------------------------------
-section "9. workflows"
-# TODO(workflow issue): add an onPut workflow to mount-configs/local-merge.json
-# (e.g. copy every new *.html into the hidden /private mount and run an exec
-# webhook that appends to a log), then show it here: cp a file into the mount,
-# wait for the output in $DEMO/private and print the webhook log.
-info "TODO: workflows (onPut/onDelete/onBatch) are not implemented yet;"
-info "      this step will show a workflow firing once they land."
+section "9. a workflow fires: onPut copies *.html into the hidden /private mount"
+info "local-merge.json: events.onPut (filter *.html, timing post) runs the workflow"
+info "'stage-html' (copy to /private/published{{ item.path }}), then the webhook program $HOOK:"
+run cat "$HOOK"
+STAGED=$DEMO/private/published/notes/hello.html
+printf '<p>hello from the storgate demo, %s</p>\n' "$(date -u '+%F %T UTC')" >"$DEMO/hello.html"
+run cp "$DEMO/hello.html" "$SITE/notes/hello.html"
+rm -f "$DEMO/hello.html"
+wait_for 10 "copy in $STAGED" test -f "$STAGED"
+wait_for 10 "webhook call for /notes/hello.html" grep -qsF ' /notes/hello.html ' "$HOOKLOG"
+run cmp "$SITE/notes/hello.html" "$STAGED"
+if [ -f "$DEMO/private/published/upload/page.html" ]; then
+  info "(rsync's upload/page.html of step 7 fired it too; its temporary .page.html.* did not: hidden)"
+fi
+run find "$DEMO/private" -type f
+run cat "$HOOKLOG"
+ok "the onPut workflow copied the file into the hidden mount and ran its webhook"
+
+# --- 10 -----------------------------------------------------------------------
+section "10. SPEC §1 scenario 2, publish on upload: mount-configs/publish-on-upload.json"
+info "uploads into $PUBMNT (origin $DEMO/upload) are copied to the web root"
+info "$DEMO/html (hidden mount /published) and reported to a webhook URL on"
+info "127.0.0.1:$WEBHOOK_PORT, here scripts/webhook-receiver.py (logs each call)"
+printf '%s$ %s%s\n' "$_B" "python3 scripts/webhook-receiver.py --port $WEBHOOK_PORT --log $RECV_LOG &" "$_N"
+python3 "$REPO_ROOT/scripts/webhook-receiver.py" --port "$WEBHOOK_PORT" --log "$RECV_LOG" >"$RECV_OUT" 2>&1 &
+RECV_PID=$!
+receiver_up() {
+  grep -qs '^listening' "$RECV_OUT" && return 0
+  kill -0 "$RECV_PID" 2>/dev/null && return 1
+  RECV_PID=""
+  die "the webhook receiver did not start (is port $WEBHOOK_PORT taken?): $(cat "$RECV_OUT")"
+}
+wait_for 10 "webhook receiver listening" receiver_up
+printf '%s$ %s%s\n' "$_B" "storgate mount --config $PUBCONFIG --bucket www $PUBMNT" "$_N"
+if ! STORGATE_LOG=${STORGATE_LOG:-info} "$BIN" mount --config "$PUBCONFIG" --bucket www "$PUBMNT" 2>"$PUBERR"; then
+  false # -> on_error prints the logs
+fi
+mountpoint -q "$PUBMNT" || die "storgate mount returned but $PUBMNT is not a mount point"
+ok "mounted; bucket 'www' is $PUBMNT itself (--bucket www)"
+
+printf '<h1>news</h1>\n<p>published by storgate, %s</p>\n' "$(date -u '+%F %T UTC')" >"$DEMO/news.html"
+run cp "$DEMO/news.html" "$PUBMNT/news.html"
+rm -f "$DEMO/news.html"
+wait_for 10 "published copy $DEMO/html/news.html" test -f "$DEMO/html/news.html"
+wait_for 10 "webhook call for /news.html" grep -qsE '"path"[[:space:]]*:[[:space:]]*"/news\.html"' "$RECV_LOG"
+run cmp "$PUBMNT/news.html" "$DEMO/html/news.html"
+
+info "an FTP server would write straight into the upload directory: storgate watches it"
+printf '<p>dropped into the origin</p>\n' >"$DEMO/ftp-drop.html"
+run cp "$DEMO/ftp-drop.html" "$DEMO/upload/ftp-drop.html"
+rm -f "$DEMO/ftp-drop.html"
+wait_for 10 "published copy $DEMO/html/ftp-drop.html" test -f "$DEMO/html/ftp-drop.html"
+wait_for 10 "webhook call for /ftp-drop.html" grep -qsE '"path"[[:space:]]*:[[:space:]]*"/ftp-drop\.html"' "$RECV_LOG"
+
+info "deleting an upload removes its published copy (onDelete, workflow 'unpublish')"
+run rm "$PUBMNT/news.html"
+wait_for 10 "removal of $DEMO/html/news.html" test ! -e "$DEMO/html/news.html"
+run ls -l --time-style=long-iso "$DEMO/html"
+info "the webhook receiver's log (one POST per completed item):"
+run cat "$RECV_LOG"
+stop_publish
+wait_unmounted "$PUBMNT" 20 || die "could not unmount $PUBMNT"
+ok "scenario 2 works: published, webhook called; $PUBMNT unmounted and the receiver stopped again"
 
 # --- done ---------------------------------------------------------------------
 section "done"
 ok "storgate is mounted at $MNT (bucket 'site' at $SITE), origins in $DEMO"
-info "daemon log: $LOG"
+info "daemon log: $LOG; webhook calls: $HOOKLOG"
 info "unmount with:  fusermount3 -u $MNT"
+info "(the scenario-2 mount of step 10 is unmounted again; its commands are in $PUBCONFIG)"
