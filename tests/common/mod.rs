@@ -588,6 +588,30 @@ impl Mount {
         config: &Value,
         extra_args: &[&str],
     ) -> Result<Mount, String> {
+        Self::try_start_in_env(root, config, extra_args, &[])
+    }
+
+    /// Like `start_in`, with extra environment variables for the daemon
+    /// (e.g. `STORGATE_WORKERS`).
+    pub fn start_in_env(
+        root: TempDir,
+        config: &Value,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Mount {
+        match Self::try_start_in_env(root, config, extra_args, env) {
+            Ok(m) => m,
+            Err(e) => panic!("storgate mount failed to come up: {e}"),
+        }
+    }
+
+    /// Like `try_start_in`, with extra environment variables for the daemon.
+    pub fn try_start_in_env(
+        root: TempDir,
+        config: &Value,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Mount, String> {
         require_fuse();
         let mnt = root.path().join("mnt");
         fs::create_dir_all(&mnt).expect("create mount point");
@@ -608,6 +632,7 @@ impl Mount {
         if std::env::var_os("STORGATE_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
             cmd.env("STORGATE_LOG", "info");
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", storgate_bin().display()))?;
@@ -804,6 +829,7 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     });
     (tx, h)
 }
+pub mod http;
 pub mod s3;
 
 // ------------------------------------------------ long-running mounts ----
