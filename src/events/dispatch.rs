@@ -223,6 +223,12 @@ impl Engine {
         source_dir(&self.buckets[b].state.tree, path)
     }
 
+    /// `path` was written: its `item.hits` count starts again (whether or
+    /// not the bucket has onPut).
+    pub fn written(&self, b: usize, path: &[OsString]) {
+        self.hits.reset(&self.buckets[b].name, &path_text(path));
+    }
+
     /// Fires a post event: filter, then the journal (durable on return).
     pub fn post(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat) {
         if self.matches(b, ev, path, st).is_none() {

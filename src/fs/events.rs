@@ -135,7 +135,7 @@ impl Core {
     /// closing the duplicate of a `>` redirection) fires nothing; the
     /// release catches a created or truncated file nobody wrote to.
     pub(crate) fn flushed_writer(&self, watch: &PutWatch, wrote: bool, ino: u64, now: &libc::stat) {
-        let Some((engine, eb, Timing::Post)) = self.timing(watch.bucket, Ev::Put) else {
+        let Some((engine, eb)) = self.engine(watch.bucket) else {
             return;
         };
         let fp = fingerprint(now);
@@ -151,7 +151,10 @@ impl Core {
             *fired = Some(fp);
         }
         if let Ok(super::Target::Path { path, .. }) = self.target(ino) {
-            engine.post(eb, Ev::Put, &path, now);
+            engine.written(eb, &path);
+            if engine.timing(eb, Ev::Put) == Some(Timing::Post) {
+                engine.post(eb, Ev::Put, &path, now);
+            }
         }
     }
 
@@ -185,6 +188,7 @@ impl Core {
         if *watch.fired.lock().unwrap_or_else(|e| e.into_inner()) == Some(fingerprint(&st)) {
             return;
         }
+        engine.written(eb, &path);
         if engine.timing(eb, Ev::Put).is_some() {
             engine.post(eb, Ev::Put, &path, &st);
         }
@@ -247,6 +251,9 @@ impl Core {
         st: &libc::stat,
         undo: impl FnOnce(),
     ) -> FsResult<()> {
+        if let Some((engine, eb)) = self.engine(bucket) {
+            engine.written(eb, path);
+        }
         match self.timing(bucket, Ev::Put) {
             Some((engine, eb, Timing::Post)) => {
                 engine.post(eb, Ev::Put, path, st);
@@ -302,6 +309,9 @@ impl Core {
         st: Option<libc::stat>,
     ) {
         let Some(st) = st else { return };
+        if let Some((engine, eb)) = self.engine(bucket) {
+            engine.written(eb, to);
+        }
         self.after_delete(bucket, from, Some(st));
         if let Some((engine, eb, Timing::Post)) = self.timing(bucket, Ev::Put) {
             engine.post(eb, Ev::Put, to, &st);

@@ -138,6 +138,12 @@ impl Core {
         let st = self.origin(bucket, mount).lstat(rel)?;
         let (file, staged) = self.open_staged(bucket, mount, rel, true, true, &st)?;
         let fh = self.handles.insert_staged(entry.attr.ino.0, file, staged);
+        // The name may vanish again if the pre workflow refuses the write:
+        // the kernel must ask before trusting it.
+        let entry = Entry {
+            ttl: std::time::Duration::ZERO,
+            ..entry
+        };
         Ok((entry, fh))
     }
 

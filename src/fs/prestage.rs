@@ -45,6 +45,8 @@ pub struct Staged {
     /// of the write; it is settled at release.
     untouched: std::sync::atomic::AtomicBool,
     published: std::sync::atomic::AtomicBool,
+    /// The placeholder was removed after a refusal.
+    placeholder_gone: std::sync::atomic::AtomicBool,
     /// The quarantine copy failed: the staging file is the only copy left.
     keep: std::sync::atomic::AtomicBool,
 }
@@ -94,6 +96,7 @@ impl Core {
             untouched: std::sync::atomic::AtomicBool::new(true),
             published: std::sync::atomic::AtomicBool::new(false),
             keep: std::sync::atomic::AtomicBool::new(false),
+            placeholder_gone: std::sync::atomic::AtomicBool::new(false),
         };
         if !truncate && st.st_size > 0 {
             let src = self.origin(bucket, mount).open(rel, libc::O_RDONLY)?;
@@ -153,6 +156,7 @@ impl Core {
             Source::File(s.staging.clone()),
         ) {
             self.quarantine(engine.state_dir(), s, &path);
+            self.drop_placeholder(s);
             tracing::warn!(path = ?path_text(&path), error = %e,
                 "pre onPut workflow aborted; the write is not published and close fails with EIO");
             return Err(Errno::EIO);
@@ -180,6 +184,7 @@ impl Core {
             Err(e) => {
                 tracing::error!(path = ?shown, error = %e, "cannot publish a staged write");
                 self.quarantine(engine.state_dir(), s, &path);
+                self.drop_placeholder(s);
                 Err(Errno::EIO)
             }
         }
@@ -217,15 +222,29 @@ impl Core {
         if !s.keep.load(Ordering::Relaxed) {
             let _ = std::fs::remove_file(&s.staging);
         }
-        if s.placeholder && !s.published.load(Ordering::Relaxed) {
-            if let (Some((engine, _)), Some(abs)) = (
-                self.engine(s.bucket),
-                self.local_abs(s.bucket, s.mount, &s.rel),
-            ) {
-                engine.self_changes().deleting(&abs);
-            }
-            if let Err(e) = self.origin(s.bucket, s.mount).unlink(&s.rel) {
-                tracing::warn!(path = ?s.rel, error = %e, "cannot remove the placeholder of a refused write");
+        self.drop_placeholder(s);
+    }
+
+    /// Removes the empty file created for a write that was never published
+    /// (once; a later successful close publishes it again).
+    fn drop_placeholder(&self, s: &Staged) {
+        if !s.placeholder
+            || s.published.load(Ordering::Relaxed)
+            || s.placeholder_gone.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        if let (Some((engine, _)), Some(abs)) = (
+            self.engine(s.bucket),
+            self.local_abs(s.bucket, s.mount, &s.rel),
+        ) {
+            engine.self_changes().deleting(&abs);
+        }
+        match self.origin(s.bucket, s.mount).unlink(&s.rel) {
+            Ok(()) => {}
+            Err(e) if e == Errno::ENOENT => {}
+            Err(e) => {
+                tracing::warn!(path = ?s.rel, error = %e, "cannot remove the placeholder of a refused write")
             }
         }
     }
