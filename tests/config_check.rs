@@ -697,3 +697,107 @@ fn mangled_configs_never_panic() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(load_str(&deep).is_err());
 }
+
+/// SPEC §6.3: a reactive above deactive, or any value outside 0–100, gives
+/// `reactive = deactive × 2/3`, and `check` says so in a warning.
+#[test]
+fn throttling_values_are_repaired_with_a_warning() {
+    // (throttling JSON, deactive, reactive, expected throttling warnings)
+    let cases: &[(&str, f64, f64, &[&str])] = &[
+        (
+            r#"{"cpu": {"deactive": 60, "reactive": 40}}"#,
+            60.0,
+            40.0,
+            &[],
+        ),
+        (
+            r#"{"cpu": {"deactive": 50, "reactive": 50}}"#,
+            50.0,
+            50.0,
+            &[],
+        ),
+        (r#"{"cpu": {"deactive": 90}}"#, 90.0, 40.0, &[]),
+        (r#"{}"#, 60.0, 40.0, &[]),
+        (
+            r#"{"cpu": {"deactive": 70, "reactive": 80}}"#,
+            70.0,
+            70.0 * 2.0 / 3.0,
+            &["throttling.cpu.reactive: 80 is above deactive; using 46.7 (deactive × 2/3)"],
+        ),
+        (
+            r#"{"cpu": {"deactive": 50, "reactive": -5}}"#,
+            50.0,
+            50.0 * 2.0 / 3.0,
+            &["throttling.cpu.reactive: -5 is outside 0–100; using 33.3 (deactive × 2/3)"],
+        ),
+        (
+            r#"{"cpu": {"deactive": 90, "reactive": 100.5}}"#,
+            90.0,
+            60.0,
+            &["throttling.cpu.reactive: 100.5 is outside 0–100; using 60 (deactive × 2/3)"],
+        ),
+        (
+            r#"{"cpu": {"deactive": 150, "reactive": 50}}"#,
+            60.0,
+            40.0,
+            &[
+                "throttling.cpu.deactive: 150 is outside 0–100; using 60",
+                "throttling.cpu.reactive: 50 was set for an invalid deactive; using 40 (deactive × 2/3)",
+            ],
+        ),
+        (
+            r#"{"cpu": {"deactive": -1}}"#,
+            60.0,
+            40.0,
+            &["throttling.cpu.deactive: -1 is outside 0–100; using 60"],
+        ),
+        (
+            r#"{"cpu": {"deactive": 30}}"#,
+            30.0,
+            20.0,
+            &[
+                "throttling.cpu.reactive: the default 40 is above deactive; using 20 (deactive × 2/3)",
+            ],
+        ),
+        (
+            r#"{"cpu": {"deactive": 0}}"#,
+            0.0,
+            0.0,
+            &[
+                "throttling.cpu.reactive: the default 40 is above deactive; using 0 (deactive × 2/3)",
+                "throttling.cpu.reactive: 0 means work never resumes once paused (CPU use never falls below 0)",
+            ],
+        ),
+        // A disabled gate never pauses, so only the repair is reported.
+        (
+            r#"{"enable": false, "cpu": {"deactive": 0}}"#,
+            0.0,
+            0.0,
+            &[
+                "throttling.cpu.reactive: the default 40 is above deactive; using 0 (deactive × 2/3)",
+            ],
+        ),
+    ];
+    for (json, deactive, reactive, expected) in cases {
+        let text = format!(r#"{{"buckets": [], "throttling": {json}}}"#);
+        let loaded = match load_str(&text) {
+            Ok(l) => l,
+            Err(e) => panic!("{json} must load, got {e:?}"),
+        };
+        let t = &loaded.config.throttling;
+        assert_eq!(t.cpu_deactive, *deactive, "deactive of {json}");
+        assert!(
+            (t.cpu_reactive - reactive).abs() < 1e-9,
+            "reactive of {json}: {} != {reactive}",
+            t.cpu_reactive
+        );
+        assert!(t.cpu_reactive <= t.cpu_deactive, "{json}");
+        let got: Vec<&str> = loaded
+            .warnings
+            .iter()
+            .map(String::as_str)
+            .filter(|w| w.starts_with("throttling"))
+            .collect();
+        assert_eq!(got, *expected, "warnings of {json}");
+    }
+}

@@ -167,38 +167,63 @@ pub(super) fn throttling(cx: &mut Ctx, t: &RawThrottling) -> Throttling {
         return out;
     };
     let range = 0.0..=100.0;
+    let mut deactive_bad = false;
     if let Some(d) = cpu.deactive {
         if range.contains(&d) {
             out.cpu_deactive = d;
         } else {
+            deactive_bad = true;
             cx.warn(
                 "throttling.cpu.deactive",
-                format!("{} is outside 0–100; using 60", fmt_num(d)),
+                format!(
+                    "{} is outside 0–100; using {}",
+                    fmt_num(d),
+                    fmt_num(out.cpu_deactive)
+                ),
             );
         }
     }
-    let r = cpu.reactive.unwrap_or(40.0);
-    let why = if !range.contains(&r) {
-        Some("is outside 0–100")
-    } else if r > out.cpu_deactive {
-        Some("is above deactive")
-    } else {
-        None
+    // SPEC §6.3: any out-of-range value, or reactive above deactive, makes
+    // reactive = deactive × 2/3. A reactive given next to an invalid
+    // deactive was chosen for a threshold that is not used, so it goes too.
+    let fixed = out.cpu_deactive * 2.0 / 3.0;
+    let why = match cpu.reactive {
+        Some(r) if !range.contains(&r) => Some(format!("{} is outside 0–100", fmt_num(r))),
+        Some(r) if deactive_bad && r != fixed => {
+            Some(format!("{} was set for an invalid deactive", fmt_num(r)))
+        }
+        Some(r) if r > out.cpu_deactive => Some(format!("{} is above deactive", fmt_num(r))),
+        Some(_) => None,
+        // The default reactive only needs a word when it cannot apply.
+        None if out.cpu_reactive > out.cpu_deactive => Some(format!(
+            "the default {} is above deactive",
+            fmt_num(out.cpu_reactive)
+        )),
+        None => None,
     };
-    out.cpu_reactive = match why {
+    match why {
         Some(why) => {
-            let fixed = out.cpu_deactive * 2.0 / 3.0;
             cx.warn(
                 "throttling.cpu.reactive",
-                format!(
-                    "{} {why}; using {} (deactive × 2/3)",
-                    fmt_num(r),
-                    fmt_num(fixed)
-                ),
+                format!("{why}; using {} (deactive × 2/3)", fmt_num(fixed)),
             );
-            fixed
+            out.cpu_reactive = fixed;
         }
-        None => r,
-    };
+        None => {
+            if deactive_bad {
+                out.cpu_reactive = fixed;
+            } else if let Some(r) = cpu.reactive {
+                out.cpu_reactive = r;
+            }
+        }
+    }
+    // Work resumes only when the average falls *below* reactive, and CPU use
+    // is never below 0: a pause would last for ever.
+    if out.enable && out.cpu_reactive <= 0.0 {
+        cx.warn(
+            "throttling.cpu.reactive",
+            "0 means work never resumes once paused (CPU use never falls below 0)",
+        );
+    }
     out
 }
