@@ -1,6 +1,7 @@
 //! storgate: one FUSE file system merging local directories and S3 buckets,
 //! with workflows fired by file-system events and cron-scheduled batch scans.
 
+pub mod batch;
 pub mod config;
 pub mod daemon;
 pub mod error;
