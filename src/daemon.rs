@@ -301,7 +301,7 @@ fn serve(
 ) -> Result<(), String> {
     let built = crate::fs::build_buckets(cfg).and_then(|all| {
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
-        let engine = if has_file_events(cfg) {
+        let engine = if has_events(cfg) {
             Some(Engine::new(cfg, &all)?)
         } else {
             None
@@ -318,13 +318,20 @@ fn serve(
         }
     };
     let mut event_threads = Vec::new();
+    let scans_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut scheduler = None;
     if let Some(engine) = &engine {
         core.set_engine(engine.clone());
-        event_threads = engine.start_workers(event_workers());
+        event_threads = engine.start_workers(crate::events::dispatch::worker_count());
         // Lives as long as the process.
         if let Some(w) = engine.start_watcher() {
             std::mem::forget(w);
         }
+        scheduler = crate::batch::scheduler::start(
+            Arc::new(cfg.clone()),
+            engine.clone(),
+            scans_stop.clone(),
+        );
     }
     // New entries get exactly the mode the client asked for.
     // SAFETY: umask has no preconditions.
@@ -410,8 +417,13 @@ fn serve(
         .map_err(|e| format!("FUSE session ended with an error: {e}"));
     tracing::info!("unmounted {}", mountpoint.display());
     if let Some(engine) = &engine {
-        // Running items finish; pending ones stay journaled for next time.
+        // Running items finish; pending ones stay journaled for next time,
+        // scans keep their cursors.
+        scans_stop.store(true, std::sync::atomic::Ordering::Relaxed);
         engine.shutdown();
+        if let Some(s) = scheduler.take() {
+            let _ = s.join();
+        }
         for t in event_threads {
             let _ = t.join();
         }
@@ -419,23 +431,15 @@ fn serve(
     served
 }
 
-/// Whether any enabled bucket has an enabled onGet/onPut/onDelete.
-fn has_file_events(cfg: &Config) -> bool {
+/// Whether any enabled bucket has an enabled event (onBatch included).
+fn has_events(cfg: &Config) -> bool {
     cfg.buckets.iter().any(|b| {
         b.meta.enable
-            && [&b.events.on_get, &b.events.on_put, &b.events.on_delete]
+            && ([&b.events.on_get, &b.events.on_put, &b.events.on_delete]
                 .iter()
                 .any(|e| e.enable && e.trigger.is_some())
+                || b.events.on_batch.iter().any(|e| e.enable))
     })
-}
-
-/// Post-event workers: `STORGATE_WORKERS`, else 8.
-fn event_workers() -> usize {
-    std::env::var("STORGATE_WORKERS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=256).contains(n))
-        .unwrap_or(8)
 }
 
 fn lazy_unmount(mp: &Path) {

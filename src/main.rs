@@ -43,10 +43,27 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Batch scans: run one now.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
     /// Workflows: run one on given items.
     Workflow {
         #[command(subcommand)]
         command: WorkflowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Run the onBatch scan INDEX of BUCKET (all its enabled scans without
+    /// INDEX) now, in the foreground.
+    Run {
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        bucket: String,
+        index: Option<usize>,
     },
 }
 
@@ -85,6 +102,20 @@ fn main() -> ExitCode {
         Command::Check { config: cfg } => {
             config::check_command(&config::resolve_config_path(cfg.as_deref()))
         }
+        Command::Batch {
+            command:
+                BatchCommand::Run {
+                    config: cfg,
+                    bucket,
+                    index,
+                },
+        } => storgate::batch::command::run_command(
+            &config::resolve_config_path(cfg.as_deref()),
+            &bucket,
+            index,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
         Command::Workflow {
             command:
                 WorkflowCommand::Run {

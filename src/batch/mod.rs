@@ -1,4 +1,12 @@
-//! Batch work: cron-scheduled scans (SPEC §6) and the CPU throttle that
-//! holds back new post/batch work items while the machine is busy (§6.3).
+//! Batch scans (`onBatch`, SPEC §6): `scan` lists a bucket path in a
+//! deterministic, resumable order and cuts it into chunks of matching items;
+//! `job` runs one scan's chunks through the trigger's workflow with a cursor
+//! and webhooks; `scheduler` starts scans at their cron ticks in the daemon;
+//! `throttle` holds back new post/batch work items while the machine is busy
+//! (SPEC §6.3); `command` is `storgate batch run`.
 
+pub mod command;
+pub mod job;
+pub mod scan;
+pub mod scheduler;
 pub mod throttle;

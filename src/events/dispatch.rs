@@ -26,6 +26,7 @@ use super::item::{candidate, gone_stat, is_exact, item_of, path_text};
 use super::journal::{Journal, PostEvent};
 use super::selfchange::SelfChanges;
 use super::webhook::{WebhookCaller, WebhookEnv};
+use crate::batch::throttle::CpuGate;
 use crate::config::model::{Config, Timing, Webhooks, Workflow};
 use crate::fs::BucketState;
 use crate::tree::{Place, split_path};
@@ -97,6 +98,7 @@ pub struct Engine {
     hits: HitStore,
     runner: Runner,
     webhooks: Arc<WebhookCaller>,
+    gate: Arc<CpuGate>,
     stop: AtomicBool,
     state_dir: PathBuf,
     tmp_dir: PathBuf,
@@ -112,6 +114,15 @@ impl Engine {
     /// The engine for the enabled buckets `buckets` of `config`; opens the
     /// journal (replaying what a previous run left) and the hit counts.
     pub fn new(config: &Config, buckets: &[BucketState]) -> Result<Arc<Engine>, String> {
+        Engine::with_gate(config, buckets, CpuGate::start(&config.throttling))
+    }
+
+    /// Like [`Engine::new`] with a given CPU gate (tests inject one).
+    pub fn with_gate(
+        config: &Config,
+        buckets: &[BucketState],
+        gate: Arc<CpuGate>,
+    ) -> Result<Arc<Engine>, String> {
         let state = &config.state_dir;
         let tmp = state.join("tmp");
         for dir in [
@@ -179,9 +190,32 @@ impl Engine {
             state_dir: state.clone(),
             tmp_dir: tmp,
             webhooks: Arc::new(WebhookCaller::new()),
+            gate,
             stop: AtomicBool::new(false),
             stats: EngineStats::default(),
         }))
+    }
+
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    pub fn webhooks(&self) -> &WebhookCaller {
+        &self.webhooks
+    }
+
+    pub fn gate(&self) -> &CpuGate {
+        &self.gate
+    }
+
+    pub fn hits(&self) -> &HitStore {
+        &self.hits
+    }
+
+    /// The enabled bucket called `name`, as the engine serves it.
+    pub fn bucket_state(&self, name: &str) -> Option<&BucketState> {
+        self.bucket_index(OsStr::new(name))
+            .map(|b| &self.buckets[b].state)
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -383,6 +417,7 @@ impl Engine {
     /// Stops the workers after their current item and syncs the journal.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.gate.stop();
         if let Err(e) = self.journal.sync() {
             tracing::warn!(error = %e, "cannot sync the journal at shutdown");
         }
@@ -390,6 +425,9 @@ impl Engine {
 
     fn work_loop(self: Arc<Self>) {
         while !self.stop.load(Ordering::Relaxed) {
+            // Throttling holds back new post items (SPEC §6.3); pre events
+            // never wait here.
+            self.gate.wait_ready(&self.stop);
             if let Some(ev) = self.journal.take_blocking(Duration::from_millis(500)) {
                 self.run_post(ev);
             }
@@ -592,6 +630,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// Workers for post events and for the items of a batch chunk:
+/// `STORGATE_WORKERS` (1–256), else 8.
+pub fn worker_count() -> usize {
+    std::env::var("STORGATE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=256).contains(n))
+        .unwrap_or(8)
 }
 
 /// Item field holding the exact bytes of a path that is not UTF-8.

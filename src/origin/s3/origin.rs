@@ -210,6 +210,11 @@ impl S3Origin {
         })
     }
 
+    /// The key prefix of the origin root (`""` or `"a/b/"`).
+    pub(super) fn root(&self) -> &str {
+        &self.root
+    }
+
     pub(crate) fn key(&self, rel: &[OsString]) -> FsResult<String> {
         keys::key_of(&self.root, rel)
     }
@@ -276,7 +281,7 @@ impl S3Origin {
         }
     }
 
-    fn known_attrs(&self, key: &str, etag: &str) -> Option<Attrs> {
+    pub(super) fn known_attrs(&self, key: &str, etag: &str) -> Option<Attrs> {
         match self.cache().attrs.get(key) {
             Some((e, a)) if e == etag => Some(*a),
             _ => None,
@@ -353,7 +358,7 @@ impl S3Origin {
         }
     }
 
-    fn default_dir_attrs(&self) -> Attrs {
+    pub(super) fn default_dir_attrs(&self) -> Attrs {
         Attrs {
             mode: DEFAULT_DIR_MODE,
             uid: 0,

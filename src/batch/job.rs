@@ -1,0 +1,385 @@
+//! One run of an `onBatch` scan (SPEC §6): the scan cut into chunks of
+//! `chunkSize` matching items, each chunk's items run through the trigger's
+//! workflow by a pool of workers (the same runner as file-system events),
+//! the chunk and item webhooks, and the cursor.
+//!
+//! Cursor (`stateDir/cursors/BUCKET.INDEX.json`):
+//! - `continue`: after each completed chunk the marker of its last item is
+//!   written (temp file + rename + fsync); the next chunk, a restarted daemon
+//!   or the next tick starts after it; reaching the end removes the file.
+//!   An interrupted chunk runs again, so only its items can run twice.
+//! - `reset`: every chunk is extracted from the beginning, skipping what this
+//!   run already handled (so an item that stays, or keeps failing, cannot
+//!   make the run loop); nothing is persisted.
+//!
+//! A run holds `stateDir/cursors/BUCKET.INDEX.lock` (flock), so the daemon's
+//! schedule and `storgate batch run` never run the same scan at once.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::scan::{Marker, Scan, ScanItem};
+use super::throttle::CpuGate;
+use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
+use crate::events::filter::CompiledFilter;
+use crate::events::hits::HitStore;
+use crate::events::item::{item_of, path_text};
+use crate::events::journal::now_ms;
+use crate::events::webhook::{WebhookCaller, WebhookEnv};
+use crate::fs::BucketState;
+use crate::workflow::runner::{Outcome, Runner, Source};
+
+/// Counters of a run, also shown while it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub examined: AtomicU64,
+    pub matched: AtomicU64,
+    pub completed: AtomicU64,
+    pub aborted: AtomicU64,
+    pub skipped: AtomicU64,
+    pub chunks: AtomicU64,
+}
+
+/// What a finished (or stopped) run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub examined: u64,
+    pub matched: u64,
+    pub completed: u64,
+    pub aborted: u64,
+    pub skipped: u64,
+    pub chunks: u64,
+    pub elapsed: Duration,
+    /// Stopped before the end (shutdown): the cursor stays.
+    pub interrupted: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorFile {
+    batch: String,
+    seq: u64,
+    marker: Marker,
+}
+
+/// Everything a run needs.
+pub struct Job<'a> {
+    pub bucket: &'a BucketState,
+    pub bucket_name: &'a str,
+    pub index: usize,
+    pub event: &'a BatchEvent,
+    pub workflow: &'a Workflow,
+    pub runner: &'a Runner,
+    pub webhooks: &'a WebhookCaller,
+    pub gate: &'a CpuGate,
+    /// `item.hits` (SPEC §5.2): onGet counts kept by the event engine.
+    pub hits: &'a HitStore,
+    pub state_dir: &'a Path,
+    pub workers: usize,
+    pub stop: &'a AtomicBool,
+    pub progress: &'a Progress,
+}
+
+/// The scan's lock is held by another run.
+pub const BUSY: &str = "already running";
+
+impl Job<'_> {
+    fn cursor_path(&self) -> PathBuf {
+        self.state_dir
+            .join("cursors")
+            .join(format!("{}.{}.json", self.bucket_name, self.index))
+    }
+
+    fn load_cursor(&self) -> Option<CursorFile> {
+        let text = std::fs::read_to_string(self.cursor_path()).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(file = %self.cursor_path().display(), error = %e,
+                    "unreadable scan cursor; starting from the beginning");
+                None
+            }
+        }
+    }
+
+    fn save_cursor(&self, c: &CursorFile) -> Result<(), String> {
+        let path = self.cursor_path();
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(
+                serde_json::to_string(c)
+                    .map_err(std::io::Error::other)?
+                    .as_bytes(),
+            )?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| format!("cannot save the scan cursor {}: {e}", path.display()))
+    }
+
+    fn clear_cursor(&self) {
+        match std::fs::remove_file(self.cursor_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %self.cursor_path().display(), error = %e, "cannot clear the scan cursor")
+            }
+        }
+    }
+
+    /// Takes the scan's lock, or Err(BUSY).
+    fn lock(&self) -> Result<File, String> {
+        let dir = self.state_dir.join("cursors");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.{}.lock", self.bucket_name, self.index));
+        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: an open fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(BUSY.to_string());
+        }
+        Ok(f)
+    }
+
+    fn hook(
+        &self,
+        which: &'static str,
+        hook: &Option<Webhook>,
+        path: &str,
+        payload: serde_json::Value,
+    ) {
+        let Some(hook) = hook else { return };
+        let env = WebhookEnv {
+            event: "onBatch",
+            bucket: self.bucket_name,
+            path,
+            hook: which,
+        };
+        // Failures are logged and counted by the caller; never fatal.
+        let _ = self.webhooks.call(hook, &payload, &env);
+    }
+
+    fn payload(
+        &self,
+        which: &str,
+        item: Option<&crate::workflow::template::Item>,
+        outcome: Option<&Outcome>,
+        chunk: (&str, u64, usize),
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "event": "onBatch",
+            "hook": which,
+            "bucket": self.bucket_name,
+            "workflow": self.workflow.name,
+            "item": item,
+            "outputs": outcome.map(|o| o.outputs.clone()).unwrap_or_default(),
+            "error": outcome.and_then(|o| o.error.clone()),
+            "chunk": {"batch": chunk.0, "seq": chunk.1, "size": chunk.2},
+        })
+    }
+
+    /// Runs the scan to its end (or until `stop`).
+    pub fn run(&self) -> Result<Summary, String> {
+        let started = Instant::now();
+        let _lock = self.lock()?;
+        let filter = CompiledFilter::new(self.event.filter.as_ref())?;
+        let mut scan = Scan::new(self.bucket, &self.event.path, &filter, self.event.traverse)?;
+        let continuing = self.event.cursor == CursorPolicy::Continue;
+        let (batch, mut seq, mut after) = match self.load_cursor().filter(|_| continuing) {
+            Some(c) => {
+                tracing::info!(bucket = self.bucket_name, index = self.index, batch = %c.batch, seq = c.seq,
+                    "resuming the scan after its last completed chunk");
+                (c.batch, c.seq, Some(c.marker))
+            }
+            None => (format!("{}-{}", self.bucket_name, now_ms()), 0, None),
+        };
+        let chunk_size = usize::try_from(self.event.chunk_size)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let mut handled: HashSet<Vec<OsString>> = HashSet::new();
+        let mut interrupted = false;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break;
+            }
+            let chunk = if continuing {
+                let (items, examined) = scan.next_chunk(after.as_ref(), chunk_size)?;
+                self.progress
+                    .examined
+                    .fetch_add(examined, Ordering::Relaxed);
+                items
+            } else {
+                self.fresh_chunk(&mut scan, &handled, chunk_size)?
+            };
+            let Some(last) = chunk.last() else { break };
+            let last_marker = scan.marker_of(last);
+            seq += 1;
+            let size = chunk.len();
+            self.progress
+                .matched
+                .fetch_add(size as u64, Ordering::Relaxed);
+            self.hook(
+                "onChunkExtracted",
+                &self.event.webhooks.on_chunk_extracted,
+                &self.event.path,
+                self.payload("onChunkExtracted", None, None, (&batch, seq, size)),
+            );
+            let finished = self.run_chunk(&chunk, (&batch, seq, size));
+            if !continuing {
+                handled.extend(chunk.iter().map(|i| i.path.clone()));
+            }
+            if !finished {
+                interrupted = true;
+                break;
+            }
+            self.progress.chunks.fetch_add(1, Ordering::Relaxed);
+            self.hook(
+                "onChunkCompleted",
+                &self.event.webhooks.on_chunk_completed,
+                &self.event.path,
+                self.payload("onChunkCompleted", None, None, (&batch, seq, size)),
+            );
+            if continuing {
+                self.save_cursor(&CursorFile {
+                    batch: batch.clone(),
+                    seq,
+                    marker: last_marker.clone(),
+                })?;
+                after = Some(last_marker);
+            }
+        }
+        if !interrupted && continuing {
+            self.clear_cursor();
+        }
+        let p = self.progress;
+        Ok(Summary {
+            examined: p.examined.load(Ordering::Relaxed),
+            matched: p.matched.load(Ordering::Relaxed),
+            completed: p.completed.load(Ordering::Relaxed),
+            aborted: p.aborted.load(Ordering::Relaxed),
+            skipped: p.skipped.load(Ordering::Relaxed),
+            chunks: p.chunks.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+            interrupted,
+        })
+    }
+
+    /// `reset`: the first `n` items from the beginning that this run has
+    /// not handled yet.
+    fn fresh_chunk(
+        &self,
+        scan: &mut Scan,
+        handled: &HashSet<Vec<OsString>>,
+        n: usize,
+    ) -> Result<Vec<ScanItem>, String> {
+        let mut out = Vec::new();
+        let mut after: Option<Marker> = None;
+        loop {
+            let (items, examined) = scan.next_chunk(after.as_ref(), n)?;
+            self.progress
+                .examined
+                .fetch_add(examined, Ordering::Relaxed);
+            let Some(last) = items.last() else {
+                return Ok(out);
+            };
+            after = Some(scan.marker_of(last));
+            for item in items {
+                if !handled.contains(&item.path) {
+                    out.push(item);
+                    if out.len() == n {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every item of a chunk; false when stopped before all ran.
+    fn run_chunk(&self, chunk: &[ScanItem], info: (&str, u64, usize)) -> bool {
+        let next = Mutex::new(0usize);
+        let all_ran = AtomicBool::new(true);
+        std::thread::scope(|s| {
+            for _ in 0..self.workers.clamp(1, chunk.len().max(1)) {
+                s.spawn(|| {
+                    loop {
+                        self.gate.wait_ready(self.stop);
+                        if self.stop.load(Ordering::Relaxed) {
+                            all_ran.store(false, Ordering::Relaxed);
+                            return;
+                        }
+                        let i = {
+                            let mut g = next.lock().unwrap_or_else(|e| e.into_inner());
+                            let i = *g;
+                            *g += 1;
+                            i
+                        };
+                        let Some(item) = chunk.get(i) else { return };
+                        self.run_item(item, info);
+                    }
+                });
+            }
+        });
+        all_ran.load(Ordering::Relaxed)
+    }
+
+    fn run_item(&self, scanned: &ScanItem, info: (&str, u64, usize)) {
+        let text = path_text(&scanned.path);
+        let store = crate::workflow::store::Store {
+            bucket: self.bucket,
+            selfc: self.runner.self_changes(),
+            tmp_dir: self.state_dir,
+        };
+        if store.find(&scanned.path).is_err() {
+            // Gone since it was listed (moved or deleted by someone else).
+            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(bucket = self.bucket_name, path = ?text, "batch item gone before it ran");
+            return;
+        }
+        let item = item_of(
+            &scanned.path,
+            &scanned.st,
+            self.hits.get(self.bucket_name, &text),
+        );
+        let outcome = self.runner.run(
+            self.bucket,
+            self.workflow,
+            &item,
+            &Source::Bucket(scanned.path.clone()),
+            &self.event.path,
+        );
+        let (which, hook) = match &outcome.error {
+            None => {
+                self.progress.completed.fetch_add(1, Ordering::Relaxed);
+                ("onItemCompleted", &self.event.webhooks.on_item_completed)
+            }
+            Some(e) => {
+                self.progress.aborted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(bucket = self.bucket_name, path = ?text, error = %e, "batch item aborted");
+                ("onItemAborted", &self.event.webhooks.on_item_aborted)
+            }
+        };
+        self.hook(
+            which,
+            hook,
+            &text,
+            self.payload(which, Some(&item), Some(&outcome), info),
+        );
+    }
+}
+
+/// Shared by the scheduler's runs: a handle that stops them.
+pub type StopFlag = Arc<AtomicBool>;
