@@ -119,12 +119,13 @@ done
 # local-merge.json: share, local, private, state, hooks; publish-on-upload.json:
 # upload, html, publish-scratch, state-publish; derivatives.json (only checked,
 # in step 3): media/{images,newimg,scratch}, state-media.
-for d in share local private state hooks upload html publish-scratch state-publish media state-media; do
+for d in share local private state hooks upload html publish-scratch state-publish media state-media nas landing-state; do
   rm -rf "${DEMO:?}/$d"
 done
 rm -f "$ERR" "$PUBERR" "$RECV_OUT" "$RECV_LOG"
 mkdir -p "$DEMO"/{share/img,local/img,local/notes,private,state,hooks} "$MNT"
 mkdir -p "$DEMO"/{upload,html,publish-scratch,state-publish,media/images,media/newimg,media/scratch,state-media} "$PUBMNT"
+mkdir -p "$DEMO"/nas/upload "$DEMO"/nas/image/service
 # The webhook program named in local-merge.json: storgate runs it after each
 # completed item, with the JSON payload on stdin.
 cat >"$HOOK" <<EOF
@@ -151,6 +152,7 @@ run "$BIN" check --config "$CONFIG"
 info "the two other local examples check as well (step 2 made their directories):"
 run "$BIN" check --config "$PUBCONFIG"
 run "$BIN" check --config "$REPO_ROOT/mount-configs/derivatives.json"
+run "$BIN" check --config "$REPO_ROOT/mount-configs/landing-zone.json"
 
 # --- 4 ------------------------------------------------------------------------
 section "4. mount it at $MNT"
@@ -271,6 +273,24 @@ run cat "$RECV_LOG"
 stop_publish
 wait_unmounted "$PUBMNT" 20 || die "could not unmount $PUBMNT"
 ok "scenario 2 works: published, webhook called; $PUBMNT unmounted and the receiver stopped again"
+
+# --- 11. scenario 1: the NFS landing zone, one onBatch scan now --------------
+section "11. SPEC §1 scenario 1, NFS landing zone: mount-configs/landing-zone.json"
+info "files dropped into the landing directory (an NFS share in production) are moved"
+info "by an onBatch scan (every 5 minutes in the daemon; here run once, now)"
+for d in 2026/11/21 2026/11/22; do
+  mkdir -p "$DEMO/nas/upload/$d"
+  for i in 1 2 3; do echo "photo $d/$i" >"$DEMO/nas/upload/$d/photo$i.jpg"; done
+done
+run find "$DEMO/nas/upload" -type f
+run "$BIN" batch run --config "$REPO_ROOT/mount-configs/landing-zone.json" image_landing_bucket
+run find "$DEMO/nas" -type f
+left=$(find "$DEMO/nas/upload" -type f | wc -l)
+moved=$(find "$DEMO/nas/image/service" -type f | wc -l)
+if [ "$left" -ne 0 ] || [ "$moved" -ne 6 ]; then
+  die "landing zone: $left files left, $moved moved (want 0 and 6)"
+fi
+ok "the scan moved all 6 files under /image_service and deleted the sources; one webhook call per item in $HOOKLOG"
 
 # --- done ---------------------------------------------------------------------
 section "done"
