@@ -383,3 +383,190 @@ impl Job<'_> {
 
 /// Shared by the scheduler's runs: a handle that stops them.
 pub type StopFlag = Arc<AtomicBool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Config;
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        cfg: Config,
+        buckets: Vec<BucketState>,
+        runner: Runner,
+        hits: HitStore,
+    }
+
+    /// 25 files `in/dNN/fNN` and a scan of `/in` with `chunk` items per
+    /// chunk, `cursor`, and `workflow` (JSON).
+    fn setup(chunk: u64, cursor: &str, workflow: serde_json::Value) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for i in 0..25 {
+            let d = root.join(format!("in/d{:02}", i / 10));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join(format!("f{i:02}")), format!("{i}")).expect("write");
+        }
+        std::fs::create_dir_all(root.join("out")).expect("mkdir");
+        let text = serde_json::json!({
+            "stateDir": root.join("state"),
+            "throttling": {"enable": false},
+            "buckets": [{"meta": {"name": "b"},
+                "mounts": [
+                    {"mountPoint": "/in", "originPath": root.join("in")},
+                    {"mountPoint": "/out", "originPath": root.join("out"), "expose": false}],
+                "events": {"onBatch": [{"enable": true, "chunkSize": chunk, "path": "/in",
+                    "cursor": cursor, "schedule": "0 0 1 1 *", "filter": {"recursive": true},
+                    "trigger": {"workflow": "w"}}]},
+                "workflows": [workflow]}]
+        })
+        .to_string();
+        let cfg = crate::config::load_str(&text)
+            .unwrap_or_else(|e| panic!("config: {e:?}"))
+            .config;
+        let buckets = crate::fs::build_buckets(&cfg).expect("buckets");
+        let tmp = root.join("state/tmp");
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        let runner = Runner::new(Default::default(), tmp, None);
+        let hits = HitStore::open(&root.join("state"));
+        Setup {
+            dir,
+            cfg,
+            buckets,
+            runner,
+            hits,
+        }
+    }
+
+    fn run(s: &Setup, stop: &AtomicBool, progress: &Progress, workers: usize) -> Summary {
+        let b = &s.cfg.buckets[0];
+        let gate = CpuGate::disabled();
+        let webhooks = WebhookCaller::new();
+        let job = Job {
+            bucket: &s.buckets[0],
+            bucket_name: "b",
+            index: 0,
+            event: &b.events.on_batch[0],
+            workflow: &b.workflows[0],
+            runner: &s.runner,
+            webhooks: &webhooks,
+            gate: &gate,
+            hits: &s.hits,
+            state_dir: &s.cfg.state_dir,
+            workers,
+            stop,
+            progress,
+        };
+        job.run().expect("scan runs")
+    }
+
+    fn outputs(s: &Setup) -> usize {
+        std::fs::read_dir(s.dir.path().join("out"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn continue_resumes_after_the_last_completed_chunk() {
+        let s = setup(
+            10,
+            "continue",
+            serde_json::json!({"name": "w", "tasks": [{
+                "function": {"exec": ["sh", "-c", "sleep 0.05; cat"]},
+                "savePath": "/out/{{ item.filename }}"}]}),
+        );
+        let stop = AtomicBool::new(false);
+        let progress = Progress::default();
+        // Stop once the first chunk completed: the second is cut short.
+        let first = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                while progress.chunks.load(Ordering::Relaxed) == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            run(&s, &stop, &progress, 1)
+        });
+        assert!(first.interrupted);
+        assert_eq!(first.chunks, 1);
+        let cursor = s.cfg.state_dir.join("cursors/b.0.json");
+        let saved: CursorFile =
+            serde_json::from_str(&std::fs::read_to_string(&cursor).expect("cursor kept"))
+                .expect("cursor parses");
+        assert_eq!(saved.seq, 1);
+        assert_eq!(
+            saved
+                .marker
+                .path
+                .last()
+                .map(|n| n.to_string_lossy().into_owned()),
+            Some("f09".to_string())
+        );
+        // A new run starts after f09: 15 items, the same batch, seq 2 and 3.
+        let second = run(&s, &AtomicBool::new(false), &Progress::default(), 4);
+        assert!(!second.interrupted);
+        assert_eq!(
+            (second.matched, second.completed, second.chunks),
+            (15, 15, 2)
+        );
+        assert_eq!(outputs(&s), 25);
+        assert!(!cursor.exists(), "a finished scan clears its cursor");
+        // The next run starts from the beginning again.
+        let third = run(&s, &AtomicBool::new(false), &Progress::default(), 4);
+        assert_eq!(third.matched, 25);
+    }
+
+    #[test]
+    fn reset_terminates_when_items_stay_or_fail() {
+        // onComplete none: every item stays; reset must not loop.
+        let s = setup(
+            7,
+            "reset",
+            serde_json::json!({"name": "w", "tasks": [{"savePath": "/out/{{ item.filename }}"}]}),
+        );
+        let r = run(&s, &AtomicBool::new(false), &Progress::default(), 3);
+        assert_eq!((r.matched, r.completed, r.chunks), (25, 25, 4));
+        assert!(!s.cfg.state_dir.join("cursors/b.0.json").exists());
+
+        let s = setup(
+            7,
+            "reset",
+            serde_json::json!({"name": "w", "tasks": [{
+                "function": {"exec": ["false"]}, "savePath": "/out/x"}]}),
+        );
+        let r = run(&s, &AtomicBool::new(false), &Progress::default(), 3);
+        assert_eq!((r.matched, r.aborted, r.completed), (25, 25, 0));
+    }
+
+    #[test]
+    fn reset_with_delete_moves_everything() {
+        let s = setup(
+            6,
+            "reset",
+            serde_json::json!({"name": "w",
+                "tasks": [{"savePath": "/out/{{ item.filename }}"}],
+                "onComplete": {"src": {"op": "delete"}}}),
+        );
+        let r = run(&s, &AtomicBool::new(false), &Progress::default(), 2);
+        assert_eq!((r.matched, r.completed, r.chunks), (25, 25, 5));
+        assert_eq!(outputs(&s), 25);
+        let left = walk_files(&s.dir.path().join("in"));
+        assert_eq!(left, 0, "sources deleted");
+    }
+
+    fn walk_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk_files(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
