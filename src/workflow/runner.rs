@@ -256,3 +256,171 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bucket with `/in` and a hidden `/out` (local), and its workflows.
+    fn bucket(root: &Path, workflows: serde_json::Value) -> (BucketState, Vec<Workflow>) {
+        std::fs::create_dir_all(root.join("in")).expect("mkdir");
+        std::fs::create_dir_all(root.join("out")).expect("mkdir");
+        let text = serde_json::json!({
+            "stateDir": root.join("state"),
+            "buckets": [{"meta": {"name": "b"},
+                "mounts": [
+                    {"mountPoint": "/in", "originPath": root.join("in")},
+                    {"mountPoint": "/out", "originPath": root.join("out"), "expose": false}],
+                "workflows": workflows}]
+        })
+        .to_string();
+        let cfg = crate::config::load_str(&text)
+            .unwrap_or_else(|e| panic!("config: {e:?}"))
+            .config;
+        let state = crate::fs::build_buckets(&cfg).expect("buckets").remove(0);
+        (state, cfg.buckets[0].workflows.clone())
+    }
+
+    fn item(path: &str) -> Item {
+        let comps = split_path(path);
+        let mut st = crate::events::item::gone_stat(false);
+        st.st_mode |= 0o644;
+        crate::events::item::item_of(&comps, &st, 0)
+    }
+
+    fn runner(root: &Path) -> Runner {
+        let tmp = root.join("state/tmp");
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        Runner::new(Default::default(), tmp, None)
+    }
+
+    #[test]
+    fn when_exist_overwrite_skip_and_diff() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        let (b, wfs) = bucket(
+            root,
+            serde_json::json!([
+                {"name": "w", "tasks": [
+                    {"savePath": "/out/over/{{ item.filename }}"},
+                    {"savePath": "/out/skip/{{ item.filename }}", "whenExist": "skip"},
+                    {"savePath": "/out/diff/{{ item.filename }}", "whenExist": "diff"}]}
+            ]),
+        );
+        let r = runner(root);
+        std::fs::write(root.join("in/a.txt"), b"one").expect("write");
+        let src = Source::Bucket(split_path("/in/a.txt"));
+        let first = r.run(&b, &wfs[0], &item("/in/a.txt"), &src, "/in");
+        assert!(first.completed(), "{first:?}");
+        let statuses: Vec<_> = first.outputs.iter().map(|o| o.status).collect();
+        assert_eq!(
+            statuses,
+            ["written", "written", "written"],
+            "parents created"
+        );
+
+        let again = r.run(&b, &wfs[0], &item("/in/a.txt"), &src, "/in");
+        let statuses: Vec<_> = again.outputs.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, ["written", "skipped", "unchanged"]);
+
+        std::fs::write(root.join("in/a.txt"), b"two").expect("write");
+        let changed = r.run(&b, &wfs[0], &item("/in/a.txt"), &src, "/in");
+        let statuses: Vec<_> = changed.outputs.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, ["written", "skipped", "written"]);
+        let read = |p: &str| std::fs::read(root.join(p)).expect("read");
+        assert_eq!(read("out/over/a.txt"), b"two");
+        assert_eq!(read("out/skip/a.txt"), b"one");
+        assert_eq!(read("out/diff/a.txt"), b"two");
+        // No temporary file is left behind.
+        for dir in ["out/over", "out/skip", "out/diff"] {
+            let names: Vec<_> = std::fs::read_dir(root.join(dir))
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(names.len(), 1, "{dir}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn on_complete_move_and_delete_and_a_failing_task_keeps_the_source() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        let (b, wfs) = bucket(
+            root,
+            serde_json::json!([
+                {"name": "mv", "tasks": [{"savePath": "/out/copy/{{ item.filename }}"}],
+                 "onComplete": {"src": {"op": "move", "path": "/out/done/{{ item.filename }}"}}},
+                {"name": "rm", "tasks": [{"savePath": "/out/copy/{{ item.filename }}"}],
+                 "onComplete": {"src": {"op": "delete"}}},
+                {"name": "bad", "tasks": [
+                    {"savePath": "/out/copy/{{ item.filename }}.ok"},
+                    {"function": {"exec": ["false"]}, "savePath": "/out/never"}],
+                 "onComplete": {"src": {"op": "delete"}}}
+            ]),
+        );
+        let r = runner(root);
+        for n in ["m.txt", "r.txt", "k.txt"] {
+            std::fs::write(root.join("in").join(n), n).expect("write");
+        }
+        let run = |wf: usize, name: &str| {
+            let p = format!("/in/{name}");
+            r.run(
+                &b,
+                &wfs[wf],
+                &item(&p),
+                &Source::Bucket(split_path(&p)),
+                "/in",
+            )
+        };
+        assert!(run(0, "m.txt").completed());
+        assert!(!root.join("in/m.txt").exists(), "moved away");
+        assert_eq!(
+            std::fs::read(root.join("out/done/m.txt")).expect("moved"),
+            b"m.txt"
+        );
+        assert!(run(1, "r.txt").completed());
+        assert!(!root.join("in/r.txt").exists(), "deleted");
+        let bad = run(2, "k.txt");
+        assert!(!bad.completed());
+        assert!(
+            bad.error.as_deref().is_some_and(|e| e.contains("false")),
+            "{bad:?}"
+        );
+        assert!(
+            root.join("in/k.txt").exists(),
+            "an aborted item keeps its source"
+        );
+        let statuses: Vec<_> = bad.outputs.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, ["written", "failed"]);
+    }
+
+    #[test]
+    fn hostile_rendered_paths_fail_the_task_and_write_nothing_outside() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        let (b, wfs) = bucket(
+            root,
+            serde_json::json!([
+                {"name": "w", "tasks": [{"savePath": "/out/{{ item.filename | replace('_', '/') }}"}]}
+            ]),
+        );
+        let r = runner(root);
+        let name = "___.._.._.._etc_passwd";
+        std::fs::write(root.join("in").join(name), b"x").expect("write");
+        let p = format!("/in/{name}");
+        let out = r.run(
+            &b,
+            &wfs[0],
+            &item(&p),
+            &Source::Bucket(split_path(&p)),
+            "/in",
+        );
+        assert!(!out.completed());
+        assert!(
+            out.error.as_deref().is_some_and(|e| e.contains("..")),
+            "{out:?}"
+        );
+        assert!(!root.join("etc").exists() && !root.join("out/etc").exists());
+    }
+}
