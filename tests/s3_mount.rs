@@ -1356,3 +1356,57 @@ fn server_stopped_before_close_gives_eio_and_keeps_staging() {
         "staging files gone after unmount"
     );
 }
+
+/// Events on an S3 origin (SPEC §4.1): a file written through the mount
+/// into S3 fires a post onPut whose copy lands in a local hidden mount; a
+/// pre onPut that refuses a write gives EIO at close and uploads nothing; a
+/// pre onDelete that fails keeps the object.
+#[test]
+fn events_fire_for_s3_items() {
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("events");
+    let mut b = bucket_cfg(vec![
+        json!({"mountPoint": null, "originPath": s3_origin(&bucket, "ev")}),
+        json!({"mountPoint": "/pub", "originPath": "{root}/pub", "expose": false}),
+    ]);
+    b["events"] = json!({
+        "onPut": {"enable": true, "filter": {"patterns": ["*.txt"]},
+                  "trigger": {"workflow": "publish"}},
+        "onDelete": {"enable": true, "filter": {"patterns": ["*.keep"]},
+                     "trigger": {"workflow": "refuse", "timing": "pre"}},
+    });
+    b["workflows"] = json!([
+        {"name": "publish", "tasks": [{"savePath": "/pub/{{ item.filename }}"}]},
+        {"name": "refuse", "tasks": [{"function": {"exec": ["false"]}, "savePath": "/pub/never"}]},
+    ]);
+    let cfg = json!({
+        "stateDir": "{root}/state",
+        "throttling": {"enable": false},
+        "aws_s3": [s3_entry(srv, &bucket, 20)],
+        "buckets": [b],
+    });
+    let root = tempfile::Builder::new()
+        .prefix("storgate-test-")
+        .tempdir()
+        .expect("scratch dir");
+    fs::create_dir_all(root.path().join("pub")).expect("mkdir pub");
+    let m = Mount::start_in(root, &cfg, &["--bucket", "b"]);
+
+    fs::write(m.at("a.txt"), b"to S3 and published\n").expect("write a.txt");
+    let published = m.scratch_path("pub/a.txt");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::read(&published).ok().as_deref() != Some(&b"to S3 and published\n"[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "the onPut copy of an S3 item never appeared"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let c = client(srv, &bucket);
+    assert_eq!(get(&c, "ev/a.txt"), b"to S3 and published\n", "uploaded");
+
+    fs::write(m.at("x.keep"), b"keep me\n").expect("write x.keep");
+    let e = fs::remove_file(m.at("x.keep")).expect_err("a failing pre onDelete refuses");
+    assert_eq!(errno(&e), libc::EIO, "{e}");
+    assert_eq!(read(&m.at("x.keep")), b"keep me\n", "the object stays");
+}
