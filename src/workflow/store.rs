@@ -177,9 +177,11 @@ impl Store<'_> {
         Ok(src)
     }
 
-    /// Creates the missing parent directories of `rel` in `mount`.
-    fn make_parents(&self, mount: usize, rel: &[OsString]) -> FsResult<()> {
+    /// Creates the missing parent directories of `rel` in `mount`; returns
+    /// the ones it created, outermost first.
+    fn make_parents(&self, mount: usize, rel: &[OsString]) -> FsResult<Vec<Vec<OsString>>> {
         let origin = self.origin(mount);
+        let mut made = Vec::new();
         for i in 1..rel.len() {
             let dir = &rel[..i];
             match origin.lstat(dir) {
@@ -192,12 +194,25 @@ impl Store<'_> {
                 self.selfc.creating(&abs);
             }
             match origin.mkdir(dir, 0o755) {
-                Ok(()) => {}
+                Ok(()) => made.push(dir.to_vec()),
                 Err(e) if e == Errno::EEXIST => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(made)
+    }
+
+    /// Takes back directories [`Store::make_parents`] created for an output
+    /// that was then not written (while they are still empty).
+    fn remove_made(&self, mount: usize, made: &[Vec<OsString>]) {
+        for dir in made.iter().rev() {
+            if let Some(abs) = self.abs(mount, dir) {
+                self.selfc.deleting(&abs);
+            }
+            if self.origin(mount).rmdir(dir).is_err() {
+                break;
+            }
+        }
     }
 
     /// Writes the output at bucket path `comps` (text `shown` for messages):
@@ -216,12 +231,17 @@ impl Store<'_> {
         if exists && when == WhenExist::Skip {
             return Ok(WriteStatus::Skipped);
         }
-        self.make_parents(mount, &rel)
+        let made = self
+            .make_parents(mount, &rel)
             .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
-        match self.abs(mount, &rel) {
+        let result = match self.abs(mount, &rel) {
             Some(abs) => self.write_local(&abs, exists, when, produce, shown),
             None => self.write_remote(mount, &rel, exists, when, produce, shown),
+        };
+        if !matches!(result, Ok(WriteStatus::Written)) {
+            self.remove_made(mount, &made);
         }
+        result
     }
 
     fn write_local(
@@ -329,7 +349,8 @@ impl Store<'_> {
         let (tm, trel, _) = self
             .target(to)
             .map_err(|e| errno_text("cannot place", shown_to, e))?;
-        self.make_parents(tm, &trel)
+        let made = self
+            .make_parents(tm, &trel)
             .map_err(|e| errno_text("cannot create the directories of", shown_to, e))?;
         if fm == tm {
             if let Some(abs) = self.abs(fm, &frel) {
@@ -341,7 +362,10 @@ impl Store<'_> {
             match self.origin(fm).rename(&frel, &trel, 0) {
                 Ok(()) => return Ok(()),
                 Err(e) if e == Errno::EXDEV => {}
-                Err(e) => return Err(format!("move {shown_from:?} to {shown_to:?}: {e}")),
+                Err(e) => {
+                    self.remove_made(tm, &made);
+                    return Err(format!("move {shown_from:?} to {shown_to:?}: {e}"));
+                }
             }
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
