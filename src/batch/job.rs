@@ -338,17 +338,6 @@ impl Job<'_> {
 
     fn run_item(&self, scanned: &ScanItem, info: (&str, u64, usize)) {
         let text = path_text(&scanned.path);
-        let store = crate::workflow::store::Store {
-            bucket: self.bucket,
-            selfc: self.runner.self_changes(),
-            tmp_dir: self.state_dir,
-        };
-        if store.find(&scanned.path).is_err() {
-            // Gone since it was listed (moved or deleted by someone else).
-            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(bucket = self.bucket_name, path = ?text, "batch item gone before it ran");
-            return;
-        }
         let item = item_of(
             &scanned.path,
             &scanned.st,
@@ -358,9 +347,15 @@ impl Job<'_> {
             self.bucket,
             self.workflow,
             &item,
-            &Source::Bucket(scanned.path.clone()),
+            &Source::Listed(scanned.path.clone(), scanned.st),
             &self.event.path,
         );
+        if outcome.gone {
+            // Gone since it was listed (moved or deleted by someone else).
+            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(bucket = self.bucket_name, path = ?text, "batch item gone before it ran");
+            return;
+        }
         let (which, hook) = match &outcome.error {
             None => {
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);

@@ -12,15 +12,19 @@ use super::functions;
 use super::store::{LocalSource, Store, WriteStatus};
 use super::template::{Item, Templates, check_bucket_path};
 use crate::config::model::{Function, SrcOp, Task, Workflow};
+use crate::error::Errno;
 use crate::events::selfchange::SelfChanges;
 use crate::fs::BucketState;
-use crate::tree::split_path;
+use crate::tree::{Place, split_path};
 
 /// Where the bytes of an item come from.
 #[derive(Debug, Clone)]
 pub enum Source {
     /// The entry at this bucket path (components, exact bytes).
     Bucket(Vec<OsString>),
+    /// The entry at this bucket path, with the stat a listing just gave
+    /// (a batch scan): an S3 object is not looked up again.
+    Listed(Vec<OsString>, libc::stat),
     /// A local file standing in for the item (a staged pre-put write).
     File(PathBuf),
     /// Nothing: the item is gone (a post onDelete); tasks read no bytes.
@@ -40,6 +44,8 @@ pub struct Outcome {
     pub outputs: Vec<Output>,
     /// `None` = complete; else why the item was aborted.
     pub error: Option<String>,
+    /// The source no longer exists (the item was not run).
+    pub gone: bool,
 }
 
 impl Outcome {
@@ -117,24 +123,51 @@ impl Runner {
         source_dir: &str,
     ) -> Outcome {
         let store = self.store(bucket);
-        let local = match source {
-            Source::Bucket(comps) => match store.find(comps) {
-                Ok((mount, rel, st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
-                    store.materialize(mount, &rel)
+        let empty = || Ok(LocalSource::borrowed(PathBuf::from("/dev/null")));
+        let found = match source {
+            Source::Bucket(comps) => Some(store.find(comps)),
+            // A local lstat is cheap and catches a file gone since the
+            // listing; an S3 HEAD per listed object is not.
+            Source::Listed(comps, st) => Some(match bucket.tree.place(comps, false) {
+                Place::Mount { mount, rel } if bucket.origins[mount].as_local().is_none() => {
+                    Ok((mount, rel, *st))
                 }
-                // Directories and links carry no bytes: tasks read nothing.
-                Ok(_) => Ok(LocalSource::borrowed(PathBuf::from("/dev/null"))),
-                Err(e) => Err(format!("source {:?}: {e}", item.path)),
-            },
-            Source::File(p) => Ok(LocalSource::borrowed(p.clone())),
-            Source::Empty => Ok(LocalSource::borrowed(PathBuf::from("/dev/null"))),
+                _ => store.find(comps),
+            }),
+            Source::File(_) | Source::Empty => None,
+        };
+        let local = match (source, found) {
+            (Source::File(p), _) => Ok(LocalSource::borrowed(p.clone())),
+            (_, Some(Err(e))) if e == Errno::ENOENT => {
+                return Outcome {
+                    outputs: Vec::new(),
+                    error: Some(format!("source {:?}: {e}", item.path)),
+                    gone: true,
+                };
+            }
+            (_, Some(Err(e))) => Err(format!("source {:?}: {e}", item.path)),
+            // No task reads the bytes: don't fetch them.
+            _ if workflow.tasks.is_empty() => empty(),
+            (_, Some(Ok((mount, rel, st)))) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                store.materialize(mount, &rel)
+            }
+            // Directories and links carry no bytes: tasks read nothing.
+            _ => empty(),
         };
         let local = match local {
             Ok(l) => l,
             Err(error) => {
+                // A listed object deleted since: gone, not failed.
+                let gone = match source {
+                    Source::Listed(comps, _) => {
+                        matches!(store.find(comps), Err(e) if e == Errno::ENOENT)
+                    }
+                    _ => false,
+                };
                 return Outcome {
                     outputs: Vec::new(),
                     error: Some(error),
+                    gone,
                 };
             }
         };
@@ -176,7 +209,7 @@ impl Runner {
             }
         }
         if errors.is_empty()
-            && let Source::Bucket(comps) = source
+            && let Source::Bucket(comps) | Source::Listed(comps, _) = source
             && let Err(e) = self.on_complete(&store, workflow, item, comps, source_dir)
         {
             errors.push(format!("onComplete: {e}"));
