@@ -43,15 +43,30 @@
 #   throughput  items / (first write -> last output)
 #   latency     close() returned -> output complete, p50 and p99
 #
+# Batch part: the scan rate of `storgate batch run BUCKET 0` (one onBatch
+# scan in the foreground; no FUSE mount needed) with filter {recursive: true},
+# chunkSize 1000, cursor continue, throttling off and a no-op workflow
+# ("tasks": []), against the bare listing the scan cannot do without:
+#
+#   local       100,000 empty files, 1,000 dirs x 100, in a bucket with one
+#               local root mount vs find PATH -type f | wc -l on the same
+#               tree, cold (after drop_caches) and warm (right after)
+#   S3          10,000 objects of 1 KiB under one prefix of the S3 server, in
+#               a bucket with one S3 root mount vs rclone lsf -R --files-only
+#               --fast-list of the same prefix (ListObjects pages only)
+#   items/s = items / wall time of the command (also shown: the elapsed the
+#   CLI prints); ratio = storgate time / baseline time.
+#
 # Root needed (mount, drop_caches). Not part of scripts/test.sh. Installs what
 # it lacks (fuse3, python3; for the S3 part s3fs, rclone and, without an
 # endpoint, moto; for the events part inotify-tools).
 # Environment:
 #   BENCH_SCALE=small    quick check: 64 MiB, 1,000 files, 100 x 100 tree;
 #                        S3: 64 MiB, 1,000 objects listed, 200 creates;
-#                        events: 1,000 files
+#                        events: 1,000 files; batch: 100 x 100 tree,
+#                        1,000 S3 objects
 #   BENCH_RUNS=N         runs per benchmark, the median is shown (default 3)
-#   BENCH_PARTS="local s3 events"  which parts to run (default all three)
+#   BENCH_PARTS="local s3 events batch"  which parts to run (default all four)
 #   BENCH_DIR=DIR        working directory (default /var/tmp/storgate-bench)
 #   BENCH_FILE_MIB, BENCH_SMALL_FILES, BENCH_SMALL_SIZE, BENCH_TREE_DIRS,
 #   BENCH_TREE_FILES     override single sizes of the local part
@@ -61,7 +76,11 @@
 #                        part (default 10,000 / 1,000 small, 4096 bytes)
 #   BENCH_EVENT_IDLE     seconds without a new output after which a run of the
 #                        events part gives up on the missing ones (default 60)
-#   STORGATE_WORKERS     storgate's worker pool (events part; default 8)
+#   BENCH_BATCH_DIRS, BENCH_BATCH_FILES, BENCH_BATCH_CHUNK  the batch part's
+#                        local tree (default 1,000 / 100 small x 100) and chunkSize
+#   BENCH_BATCH_S3       objects of its S3 scan (default 10,000 / 1,000 small;
+#                        0 = no S3 scan); runs: BENCH_S3_RUNS
+#   STORGATE_WORKERS     storgate's worker pool (events and batch parts; default 8)
 #   BENCH_S3_ENDPOINT    S3 server URL (default: a private moto server started
 #                        on a free loopback port, stopped at the end); with it:
 #   BENCH_S3_KEY, BENCH_S3_SECRET  its keys (default testing/testing)
@@ -79,8 +98,8 @@ cd "$REPO_ROOT"
 exec </dev/null
 
 case "${BENCH_SCALE:-full}" in
-  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 d_evfiles=10000 ;;
-  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 d_evfiles=1000 ;;
+  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 d_evfiles=10000 d_bdirs=1000 d_bs3=10000 ;;
+  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 d_evfiles=1000 d_bdirs=100 d_bs3=1000 ;;
   *) die "BENCH_SCALE must be 'full' or 'small'" ;;
 esac
 FILE_MIB=${BENCH_FILE_MIB:-$d_mib}
@@ -89,7 +108,7 @@ SMALL_SIZE=${BENCH_SMALL_SIZE:-4096}
 TREE_DIRS=${BENCH_TREE_DIRS:-$d_dirs}
 TREE_FILES=${BENCH_TREE_FILES:-$d_files}
 RUNS=${BENCH_RUNS:-3}
-PARTS=${BENCH_PARTS:-local s3 events}
+PARTS=${BENCH_PARTS:-local s3 events batch}
 S3_MIB=${BENCH_S3_FILE_MIB:-$d_s3mib}
 S3_LIST=${BENCH_S3_LIST:-$d_s3list}
 S3_CREATES=${BENCH_S3_CREATES:-$d_s3creates}
@@ -97,6 +116,10 @@ S3_RUNS=${BENCH_S3_RUNS:-$RUNS}
 EV_FILES=${BENCH_EVENT_FILES:-$d_evfiles}
 EV_SIZE=${BENCH_EVENT_SIZE:-4096}
 EV_IDLE=${BENCH_EVENT_IDLE:-60}
+BATCH_DIRS=${BENCH_BATCH_DIRS:-$d_bdirs}
+BATCH_FILES=${BENCH_BATCH_FILES:-100}
+BATCH_CHUNK=${BENCH_BATCH_CHUNK:-1000}
+BATCH_S3_OBJECTS=${BENCH_BATCH_S3:-$d_bs3}
 WORK=${BENCH_DIR:-/var/tmp/storgate-bench}
 BIN=$TARGET_DIR/release/storgate
 HELPER=$REPO_ROOT/scripts/bench-files.py
@@ -124,6 +147,9 @@ S3FS_PASSWD=$S3W/s3fs.passwd
 # events part
 EW=$WORK/events
 EV_PIDS=() # background processes of the events part (observer, baseline pipeline)
+
+# batch part
+BW=$WORK/batch
 
 cleanup() {
   local t p
@@ -429,16 +455,22 @@ EOF
 }
 
 # ---- S3 part -------------------------------------------------------------------
-s3_part() {
-  section "S3: tools and server"
-  ensure_packages s3fs rclone curl
+# s3_server: the S3 server (BENCH_S3_ENDPOINT, else a private moto server on a
+# free loopback port), rclone's and s3fs's credentials, the bucket. Once per
+# bench run; the s3 and batch parts share it.
+S3_READY=0
+s3_server() {
+  [ $S3_READY = 0 ] || return 0
+  section "S3: server"
+  ensure_packages rclone curl
   mkdir -p "$S3W"
   S3_REGION=${BENCH_S3_REGION:-us-east-1}
   S3_BUCKET=${BENCH_S3_BUCKET:-storgate-bench}
-  local key=${BENCH_S3_KEY:-testing} secret=${BENCH_S3_SECRET:-testing} server
+  S3_KEY=${BENCH_S3_KEY:-testing}
+  S3_SECRET=${BENCH_S3_SECRET:-testing}
   if [ -n "${BENCH_S3_ENDPOINT:-}" ]; then
     S3_ENDPOINT=$BENCH_S3_ENDPOINT
-    server="$S3_ENDPOINT (BENCH_S3_ENDPOINT)"
+    S3_SERVER="$S3_ENDPOINT (BENCH_S3_ENDPOINT)"
   else
     ensure_pip_tool moto_server 'moto[server]>=5.2.5'
     local port
@@ -452,25 +484,33 @@ s3_part() {
       [ $SECONDS -lt $deadline ] || die "moto_server did not answer on port $port"
       sleep 0.2
     done
-    server="moto $(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || echo '?') at $S3_ENDPOINT (private, pid $MOTO_PID)"
+    S3_SERVER="moto $(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || echo '?') at $S3_ENDPOINT (private, pid $MOTO_PID)"
   fi
-  info "server: $server; bucket $S3_BUCKET; key prefix $S3_PREFIX/"
+  info "server: $S3_SERVER; bucket $S3_BUCKET; key prefix $S3_PREFIX/"
 
   cat >"$RCLONE_CONF" <<EOF
 [bench]
 type = s3
 provider = Other
 env_auth = false
-access_key_id = $key
-secret_access_key = $secret
+access_key_id = $S3_KEY
+secret_access_key = $S3_SECRET
 endpoint = $S3_ENDPOINT
 region = $S3_REGION
 force_path_style = true
 EOF
   chmod 600 "$RCLONE_CONF"
-  printf '%s:%s\n' "$key" "$secret" >"$S3FS_PASSWD"
+  printf '%s:%s\n' "$S3_KEY" "$S3_SECRET" >"$S3FS_PASSWD"
   chmod 600 "$S3FS_PASSWD"
-  python3 - "$S3W/storgate.json" "$S3W/state" "$S3_BUCKET" "$S3_ENDPOINT" "$S3_REGION" "$key" "$secret" "$S3_PREFIX" <<'PY'
+  rclone_cmd mkdir "bench:$S3_BUCKET" || die "cannot create bucket $S3_BUCKET"
+  S3_READY=1
+}
+
+s3_part() {
+  section "S3: tools"
+  ensure_packages s3fs
+  s3_server
+  python3 - "$S3W/storgate.json" "$S3W/state" "$S3_BUCKET" "$S3_ENDPOINT" "$S3_REGION" "$S3_KEY" "$S3_SECRET" "$S3_PREFIX" <<'PY'
 import json, sys
 out, state, bucket, endpoint, region, key, secret, prefix = sys.argv[1:]
 cfg = {
@@ -486,7 +526,6 @@ with open(out, "w") as f:
 PY
   chmod 600 "$S3W/storgate.json"
   "$BIN" check --config "$S3W/storgate.json" >/dev/null
-  rclone_cmd mkdir "bench:$S3_BUCKET" || die "cannot create bucket $S3_BUCKET"
 
   section "S3: fixture of $S3_LIST objects (uploaded with rclone copy)"
   python3 "$HELPER" flat "$S3W/list-src" "$S3_LIST" 1024
@@ -530,7 +569,7 @@ PY
   {
     echo
     echo "== S3: storgate vs s3fs $(s3fs --version 2>/dev/null | grep -o 'V[0-9][0-9.]*' | head -n 1) and rclone $(rclone version 2>/dev/null | head -n 1 | awk '{print $2}') mount  (runs=$S3_RUNS, median shown)"
-    echo "server: $server; bucket $S3_BUCKET, prefix $S3_PREFIX/"
+    echo "server: $S3_SERVER; bucket $S3_BUCKET, prefix $S3_PREFIX/"
     echo "storgate: metadataTtl 1 s; s3fs: defaults + use_path_request_style; rclone: --vfs-cache-mode writes --vfs-write-back 0s"
     echo "ratio = storgate time / other time (below 1.00 = storgate faster, 2.00 = storgate twice as slow)"
     echo "note: storgate's listings answer from LIST plus its attribute index, s3fs and rclone HEAD every object for ls -l; for objects"
@@ -731,10 +770,206 @@ EOF
   } >>"$RESULTS"
 }
 
+# ---- batch part ----------------------------------------------------------------
+# `storgate batch run BUCKET 0` (one onBatch scan in the foreground, no FUSE
+# mount) with a no-op workflow, against the plain listing it has to do at the
+# least: `find -type f | wc -l` on the same local tree, and a recursive
+# ListObjects of the same S3 prefix (rclone lsf, what the s3 part uses to ask
+# the server directly).
+
+# bt_write_config FILE STATE_DIR ORIGIN [S3_JSON]: a bucket "bb" with one root
+# mount of ORIGIN (a local directory, or s3@aws_s3/PREFIX with the aws_s3
+# entry S3_JSON) and one onBatch scan of /scan (recursive) into the workflow
+# "noop" ("tasks": []). The schedule only matters to a daemon; batch run
+# ignores it.
+bt_write_config() {
+  local s3=""
+  [ -z "${4:-}" ] || s3=$'\n'"  \"aws_s3\": [ $4 ],"
+  cat >"$1" <<EOF
+{
+  "stateDir": "$2",
+  "throttling": { "enable": false },$s3
+  "buckets": [
+    { "meta": { "name": "bb" },
+      "mounts": [ { "mountPoint": null, "originPath": "$3" } ],
+      "events": {
+        "onBatch": [
+          { "enable": true, "path": "/scan", "schedule": "0 0 1 1 *",
+            "chunkSize": $BATCH_CHUNK, "cursor": "continue", "filter": { "recursive": true },
+            "trigger": { "workflow": "noop" } }
+        ]
+      },
+      "workflows": [ { "name": "noop", "tasks": [] } ] }
+  ]
+}
+EOF
+  chmod 600 "$1"
+  "$BIN" check --config "$1" >/dev/null || die "storgate check rejects $1"
+}
+
+# bt_scan CONFIG STATE_DIR WANT cold|warm: one `storgate batch run`; prints
+# "WALL_S SCAN_S" (wall time of the command, the elapsed it reports itself).
+bt_scan() {
+  local out t0 t1 m c a sk ch el rc=0
+  [ "$4" = cold ] && drop_caches
+  t0=$(now)
+  out=$("$BIN" batch run --config "$1" bb 0 2>>"$BW/batch-run.log") || rc=$?
+  t1=$(now)
+  [ $rc = 0 ] || die "storgate batch run exited $rc: $out $(tail -n 5 "$BW/batch-run.log")"
+  read -r m c a sk ch el < <(sed -nE 's/^scan bb\[0\] [^:]*: matched ([0-9]+), completed ([0-9]+), aborted ([0-9]+), skipped ([0-9]+), chunks ([0-9]+), elapsed ([0-9.]+)s$/\1 \2 \3 \4 \5 \6/p' <<<"$out")
+  [ -n "${el:-}" ] || die "unexpected summary from storgate batch run: $out"
+  if [ "$m" != "$3" ] || [ "$c" != "$3" ] || [ "$a" != 0 ] || [ "$sk" != 0 ] ||
+    [ "$ch" != $((($3 + BATCH_CHUNK - 1) / BATCH_CHUNK)) ]; then
+    warn "batch run: $out (expected $3 matched and completed in chunks of $BATCH_CHUNK)"
+  fi
+  [ ! -e "$2/cursors/bb.0.json" ] || warn "batch run left its cursor behind: $2/cursors/bb.0.json"
+  echo "$(elapsed "$t0" "$t1") $el"
+}
+
+# bt_find DIR WANT cold|warm: find DIR -type f | wc -l; prints seconds.
+bt_find() {
+  local t0 t1 n
+  [ "$3" = cold ] && drop_caches
+  t0=$(now)
+  n=$(find "$1" -type f | wc -l)
+  t1=$(now)
+  [ "$n" = "$2" ] || warn "find -type f in $1 counted $n files, expected $2"
+  elapsed "$t0" "$t1"
+}
+
+# bt_list WANT: rclone lsf -R --files-only --fast-list of the S3 fixture
+# (ListObjects pages, nothing else); prints seconds.
+bt_list() {
+  local t0 t1 n
+  t0=$(now)
+  n=$(rclone_cmd lsf -R --files-only --fast-list "bench:$S3_BUCKET/$S3_PREFIX/batch/scan/" | wc -l)
+  t1=$(now)
+  [ "$n" = "$1" ] || warn "rclone lsf counted $n objects, expected $1"
+  elapsed "$t0" "$t1"
+}
+
+# bt_requests FROM_LINE: the S3 requests moto logged from line FROM_LINE on,
+# as "N LIST, N GET, N HEAD, N other" (moto only; empty on another server).
+bt_requests() {
+  [ -n "$MOTO_PID" ] || return 0
+  tail -n "+$1" "$S3W/moto.log" | awk -v b="/$S3_BUCKET" '
+    $0 ~ /"(GET|HEAD|PUT|POST|DELETE) / {
+      match($0, /"[A-Z]+ [^ ]+/); r = substr($0, RSTART + 1, RLENGTH - 1); split(r, w, " ")
+      if (w[1] == "GET" && (w[2] == b || w[2] ~ "^" b "[/]?[?]")) list++
+      else if (w[1] == "GET") get++
+      else if (w[1] == "HEAD") head++
+      else other++
+    }
+    END { printf "%d LIST, %d GET, %d HEAD, %d other", list, get, head, other }'
+}
+moto_lines() { if [ -n "$MOTO_PID" ]; then wc -l <"$S3W/moto.log"; else echo 0; fi; }
+
+batch_part() {
+  local -A T
+  local run mode side tv w el n0 req_storgate="" req_list=""
+  local items=$((BATCH_DIRS * BATCH_FILES))
+  local workers=${STORGATE_WORKERS:-8}
+  section "batch: local tree of $BATCH_DIRS dirs x $BATCH_FILES files = $items files"
+  mkdir -p "$BW/origin"
+  python3 "$HELPER" tree "$BW/origin/scan" "$BATCH_DIRS" "$BATCH_FILES"
+  sync
+  bt_write_config "$BW/local.json" "$BW/local-state" "$BW/origin"
+  ok "config $BW/local.json: bucket bb, / -> $BW/origin, onBatch /scan -> workflow noop (tasks: [])"
+  for ((run = 1; run <= RUNS; run++)); do
+    section "batch local: run $run of $RUNS"
+    for mode in cold warm; do
+      tv=$(bt_find "$BW/origin/scan" "$items" "$mode")
+      T[find,$mode]="${T[find,$mode]:-} $tv"
+      printf '   %-36s %-5s %8.3f s\n' "find -type f | wc -l" "$mode" "$tv"
+    done
+    for mode in cold warm; do
+      read -r w el < <(bt_scan "$BW/local.json" "$BW/local-state" "$items" "$mode")
+      T[scan,$mode]="${T[scan,$mode]:-} $w"
+      T[own,$mode]="${T[own,$mode]:-} $el"
+      printf '   %-36s %-5s %8.3f s (scan elapsed %s s)\n' "storgate batch run" "$mode" "$w" "$el"
+    done
+  done
+
+  local s3=0
+  if [ "$BATCH_S3_OBJECTS" -gt 0 ]; then
+    s3=1
+    s3_server
+    section "batch S3: fixture of $BATCH_S3_OBJECTS objects (uploaded with rclone copy)"
+    python3 "$HELPER" flat "$BW/s3-src" "$BATCH_S3_OBJECTS" 1024
+    local t0
+    t0=$(now)
+    rclone_cmd copy "$BW/s3-src" "bench:$S3_BUCKET/$S3_PREFIX/batch/scan" --transfers 32 --checkers 32
+    info "uploaded in $(elapsed "$t0" "$(now)") s"
+    [ "$(s3_objects batch/scan)" = "$BATCH_S3_OBJECTS" ] || die "the fixture has $(s3_objects batch/scan) objects, not $BATCH_S3_OBJECTS"
+    rm -rf "$BW/s3-src"
+    # Bucket root = PREFIX/batch, so the scan path /scan = PREFIX/batch/scan/.
+    bt_write_config "$BW/s3.json" "$BW/s3-state" "s3@aws_s3/$S3_PREFIX/batch" "$(printf '{ "name": "s3", "bucket": "%s", "endpoint": "%s", "forcePathStyle": true, "region": "%s", "accessKeyId": "%s", "secretAccessKey": "%s", "timeout": 30 }' \
+      "$S3_BUCKET" "$S3_ENDPOINT" "$S3_REGION" "$S3_KEY" "$S3_SECRET")"
+    for ((run = 1; run <= S3_RUNS; run++)); do
+      section "batch S3: run $run of $S3_RUNS"
+      n0=$(($(moto_lines) + 1))
+      tv=$(bt_list "$BATCH_S3_OBJECTS")
+      [ "$run" -gt 1 ] || req_list=$(bt_requests "$n0")
+      T[list,s3]="${T[list,s3]:-} $tv"
+      printf '   %-36s %8.3f s\n' "rclone lsf -R --files-only" "$tv"
+      n0=$(($(moto_lines) + 1))
+      read -r w el < <(bt_scan "$BW/s3.json" "$BW/s3-state" "$BATCH_S3_OBJECTS" warm)
+      [ "$run" -gt 1 ] || req_storgate=$(bt_requests "$n0")
+      T[scan,s3]="${T[scan,s3]:-} $w"
+      T[own,s3]="${T[own,s3]:-} $el"
+      printf '   %-36s %8.3f s (scan elapsed %s s)\n' "storgate batch run" "$w" "$el"
+    done
+  fi
+
+  {
+    echo
+    echo "== batch: storgate batch run (one onBatch scan, no-op workflow) vs a plain listing  (runs=$RUNS local, $S3_RUNS S3; median shown)"
+    echo "scan: onBatch path /scan, filter {recursive: true}, chunkSize $BATCH_CHUNK, cursor continue, throttling off, $workers workers;"
+    echo "      workflow \"noop\" with \"tasks\": [] (storgate check accepts it: each item completes without writing anything)"
+    echo "time = wall time of the command (process start to exit, as for the baseline); scan = the elapsed storgate batch run prints"
+    echo "ratio = storgate time / baseline time (2.00 = storgate takes twice as long)"
+    echo "local: $BATCH_DIRS dirs x $BATCH_FILES empty files (bench-files.py tree) in $BW/origin/scan; bucket with one local root mount;"
+    echo "       baseline find PATH -type f | wc -l; cold = after drop_caches, warm = right after"
+    echo
+    printf '%-40s | %-32s | %-30s | %-5s | %s\n' benchmark baseline "storgate batch run" ratio scan
+    printf '%s-+-%s-+-%s-+-%s-+-%s\n' "${dashes:0:40}" "${dashes:0:32}" "${dashes:0:30}" ----- --------
+    local mb ms mo cb cs
+    for mode in cold warm; do
+      # shellcheck disable=SC2086 # word lists of numbers
+      mb=$(median ${T[find,$mode]})
+      # shellcheck disable=SC2086
+      ms=$(median ${T[scan,$mode]})
+      # shellcheck disable=SC2086
+      mo=$(median ${T[own,$mode]})
+      cb=$(printf 'find: %.3f s (%s files/s)' "$mb" "$(rate "$items" "$mb")")
+      cs=$(printf '%.3f s (%s items/s)' "$ms" "$(rate "$items" "$ms")")
+      printf '%-40s | %-32s | %-30s | %-5s | %.2f s\n' "local, $items files, $mode" "$cb" "$cs" "$(ratio "$ms" "$mb")" "$mo"
+    done
+    if [ $s3 = 1 ]; then
+      # shellcheck disable=SC2086
+      mb=$(median ${T[list,s3]})
+      # shellcheck disable=SC2086
+      ms=$(median ${T[scan,s3]})
+      # shellcheck disable=SC2086
+      mo=$(median ${T[own,s3]})
+      cb=$(printf 'rclone: %.3f s (%s obj/s)' "$mb" "$(rate "$BATCH_S3_OBJECTS" "$mb")")
+      cs=$(printf '%.3f s (%s items/s)' "$ms" "$(rate "$BATCH_S3_OBJECTS" "$ms")")
+      printf '%-40s | %-32s | %-30s | %-5s | %.2f s\n' "S3, $BATCH_S3_OBJECTS objects" "$cb" "$cs" "$(ratio "$ms" "$mb")" "$mo"
+      echo
+      echo "S3: $BATCH_S3_OBJECTS objects of 1 KiB under $S3_PREFIX/batch/scan/ on $S3_SERVER; bucket with one root mount of $S3_PREFIX/batch"
+      echo "    (no FUSE mount: batch run reads the origin itself); baseline rclone lsf -R --files-only --fast-list (ListObjects pages only)"
+      if [ -n "$req_storgate" ]; then
+        echo "    requests moto logged in run 1: rclone lsf: $req_list; storgate batch run: $req_storgate"
+      fi
+    fi
+  } >>"$RESULTS"
+}
+
 # ---- run -----------------------------------------------------------------------
 want local && local_part
 want s3 && s3_part
 want events && events_part
+want batch && batch_part
 section "results (also in ${RESULTS#"$REPO_ROOT"/})"
 {
   header
