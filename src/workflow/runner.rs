@@ -128,12 +128,26 @@ impl Runner {
             Source::Bucket(comps) => Some(store.find(comps)),
             // A local lstat is cheap and catches a file gone since the
             // listing; an S3 HEAD per listed object is not.
-            Source::Listed(comps, st) => Some(match bucket.tree.place(comps, false) {
-                Place::Mount { mount, rel } if bucket.origins[mount].as_local().is_none() => {
-                    Ok((mount, rel, *st))
-                }
-                _ => store.find(comps),
-            }),
+            Source::Listed(comps, st) => {
+                let place = match bucket.tree.place(comps, false) {
+                    Place::Mount { mount, rel } => Some((mount, rel)),
+                    Place::Root { rel } => {
+                        let mut roots = bucket.tree.root_mounts();
+                        match (roots.next(), roots.next()) {
+                            (Some(only), None) => Some((only, rel)),
+                            // Merged roots: which one holds it takes a lookup.
+                            _ => None,
+                        }
+                    }
+                    Place::Hidden => None,
+                };
+                Some(match place {
+                    Some((mount, rel)) if bucket.origins[mount].as_local().is_none() => {
+                        Ok((mount, rel, *st))
+                    }
+                    _ => store.find(comps),
+                })
+            }
             Source::File(_) | Source::Empty => None,
         };
         let local = match (source, found) {
