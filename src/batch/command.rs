@@ -29,14 +29,8 @@ pub fn run_command(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let cfg = match config::load(config_path) {
-        Ok(l) => l.config,
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{e}");
-            }
-            return 2;
-        }
+    let Some(cfg) = config::load_or_report(config_path, err) else {
+        return 2;
     };
     let usage = |err: &mut dyn Write, msg: String| {
         let _ = writeln!(err, "storgate batch run: {msg}");

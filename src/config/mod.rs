@@ -111,6 +111,20 @@ pub fn load_str(text: &str) -> Result<Loaded, Vec<ConfigError>> {
 
 /// `--config`, else `$STORGATE_CONFIG` (when set and non-empty), else
 /// `/etc/storgate/storgate.json`.
+/// Loads `path` for a command: the config, or None after writing one line
+/// per problem to `err` (the command then exits 2, SPEC §9).
+pub fn load_or_report(path: &Path, err: &mut dyn std::io::Write) -> Option<Config> {
+    match load(path) {
+        Ok(l) => Some(l.config),
+        Err(errors) => {
+            for e in errors {
+                let _ = writeln!(err, "{e}");
+            }
+            None
+        }
+    }
+}
+
 pub fn resolve_config_path(cli: Option<&Path>) -> PathBuf {
     resolve_with(cli, std::env::var_os(CONFIG_ENV))
 }

@@ -263,6 +263,19 @@ impl Engine {
         self.hits.reset(&self.buckets[b].name, &path_text(path));
     }
 
+    /// `item.hits` for an event that fires: an onGet counts one more, an
+    /// onPut starts again from zero.
+    fn count_hit(&self, ev: Ev, bucket: &str, path: &str) -> u64 {
+        match ev {
+            Ev::Get => self.hits.hit(bucket, path),
+            Ev::Put => {
+                self.hits.reset(bucket, path);
+                0
+            }
+            Ev::Delete => self.hits.get(bucket, path),
+        }
+    }
+
     /// Fires a post event: filter, then the journal (durable on return).
     pub fn post(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat) {
         if self.matches(b, ev, path, st).is_none() {
@@ -273,14 +286,7 @@ impl Engine {
             return;
         };
         let text = path_text(path);
-        let hits = match ev {
-            Ev::Get => self.hits.hit(&br.name, &text),
-            Ev::Put => {
-                self.hits.reset(&br.name, &text);
-                0
-            }
-            Ev::Delete => self.hits.get(&br.name, &text),
-        };
+        let hits = self.count_hit(ev, &br.name, &text);
         let item = item_of(path, st, hits);
         let mut value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
         if !is_exact(path)
@@ -319,14 +325,7 @@ impl Engine {
         };
         let br = &self.buckets[b];
         let text = path_text(path);
-        let hits = match ev {
-            Ev::Get => self.hits.hit(&br.name, &text),
-            Ev::Put => {
-                self.hits.reset(&br.name, &text);
-                0
-            }
-            Ev::Delete => self.hits.get(&br.name, &text),
-        };
+        let hits = self.count_hit(ev, &br.name, &text);
         let item = item_of(path, st, hits);
         let wf = &br.workflows[rule.workflow];
         let source_dir = self.source_dir(b, path);

@@ -27,14 +27,8 @@ pub fn run_command(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    let cfg = match config::load(config_path) {
-        Ok(l) => l.config,
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{e}");
-            }
-            return 2;
-        }
+    let Some(cfg) = config::load_or_report(config_path, err) else {
+        return 2;
     };
     let buckets = match crate::fs::build_buckets(&cfg) {
         Ok(b) => b,

@@ -231,36 +231,56 @@ impl Store<'_> {
         if exists && when == WhenExist::Skip {
             return Ok(WriteStatus::Skipped);
         }
-        let made = self
-            .make_parents(mount, &rel)
-            .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
-        let result = match self.abs(mount, &rel) {
-            Some(abs) => self.write_local(&abs, exists, when, produce, shown),
-            None => self.write_remote(mount, &rel, exists, when, produce, shown),
-        };
-        if !matches!(result, Ok(WriteStatus::Written)) {
-            self.remove_made(mount, &made);
+        match self.abs(mount, &rel) {
+            Some(abs) => self.write_local(mount, &rel, &abs, exists, when, produce, shown),
+            None => {
+                let made = self
+                    .make_parents(mount, &rel)
+                    .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
+                let result = self.write_remote(mount, &rel, exists, when, produce, shown);
+                if !matches!(result, Ok(WriteStatus::Written)) {
+                    self.remove_made(mount, &made);
+                }
+                result
+            }
         }
-        result
     }
 
+    /// The output is produced in the nearest existing directory on its way
+    /// (same file system, so the final rename is atomic), and its missing
+    /// directories are only created once it exists: an output that fails
+    /// leaves no directory behind, even while other items write beside it.
+    #[allow(clippy::too_many_arguments)]
     fn write_local(
         &self,
+        mount: usize,
+        rel: &[OsString],
         abs: &Path,
         exists: bool,
         when: WhenExist,
         produce: &dyn Fn(&Path) -> Result<(), String>,
         shown: &str,
     ) -> Result<WriteStatus, String> {
-        let dir = abs
-            .parent()
-            .ok_or_else(|| format!("{shown:?}: no parent"))?;
+        let origin = self.origin(mount);
+        let existing = (0..rel.len())
+            .rev()
+            .find(|&i| {
+                origin
+                    .lstat(&rel[..i])
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            })
+            .unwrap_or(0);
+        let dir = self
+            .abs(mount, &rel[..existing])
+            .ok_or_else(|| format!("{shown:?}: not a local path"))?;
         let tmp = dir.join(tmp_name("out"));
         let result = (|| {
             produce(&tmp)?;
             if exists && when == WhenExist::Diff && same_content(&tmp, abs) {
                 return Ok(WriteStatus::Unchanged);
             }
+            self.make_parents(mount, rel)
+                .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
             let st = crate::origin::local::lstat_path(&tmp)
                 .map_err(|e| errno_text("stat output", shown, e))?;
             self.selfc.wrote(abs, &st);
