@@ -65,31 +65,6 @@ fn cpu_exclusive() -> RwLockWriteGuard<'static, ()> {
     CPU.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Polls `cond` every `every` until it holds; panics naming `what` (and
-/// `detail()`) after `timeout`.
-#[track_caller]
-fn poll(
-    timeout: Duration,
-    every: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-    detail: impl Fn() -> String,
-) {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() >= timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for: {what}\n{}",
-                detail()
-            );
-        }
-        thread::sleep(every);
-    }
-}
-
 /// Visits every regular file below `dir` with its path relative to `dir`.
 fn walk(dir: &Path, f: &mut impl FnMut(String, &Path)) {
     fn go(base: &Path, d: &Path, f: &mut impl FnMut(String, &Path)) {

@@ -29,7 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http::{Body, HttpServer, Reply, Request};
 use common::*;
@@ -39,31 +39,6 @@ use serde_json::{Value, json};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------ helpers ----
-
-/// Polls `cond` every `every` until it holds; panics naming `what` (and
-/// `detail()`) after `timeout`.
-#[track_caller]
-fn poll(
-    timeout: Duration,
-    every: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-    detail: impl Fn() -> String,
-) {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() >= timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for: {what}\n{}",
-                detail()
-            );
-        }
-        thread::sleep(every);
-    }
-}
 
 /// Every regular file below `dir` (recursively), by path relative to `dir`
 /// (lossy UTF-8), with its content. Missing dir = empty.

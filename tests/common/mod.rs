@@ -863,3 +863,28 @@ impl Mount {
         self.watchdog = Some((tx, h));
     }
 }
+
+/// Polls `cond` every `every` until it holds; panics naming `what` (and
+/// `detail()`) after `timeout`.
+#[track_caller]
+pub fn poll(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+    detail: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return;
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for: {what}\n{}",
+                detail()
+            );
+        }
+        thread::sleep(every);
+    }
+}
