@@ -123,6 +123,7 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   step clippy cargo clippy --locked --all-targets -- -D warnings
   step shellcheck shellcheck -x scripts/*.sh packaging/mount.storgate .ci/run
 fi
+step layers python3 scripts/check-layers.py
 step packaging scripts/check-packaging.sh
 
 # --- 3. build and run every test ---------------------------------------------

@@ -299,7 +299,7 @@ fn serve(
     opts: &MountOpts,
     mut ready: Option<File>,
 ) -> Result<(), String> {
-    let built = crate::fs::build_buckets(cfg).and_then(|all| {
+    let built = crate::bucket::build_buckets(cfg).and_then(|all| {
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
         let engine = if has_events(cfg) {
             Some(Engine::new(cfg, &all)?)

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
                     bucket,
                     index,
                 },
-        } => storgate::batch::command::run_command(
+        } => storgate::cli::batch_run::run_command(
             &config::resolve_config_path(cfg.as_deref()),
             &bucket,
             index,
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                     workflow,
                     paths,
                 },
-        } => storgate::workflow::command::run_command(
+        } => storgate::cli::workflow_run::run_command(
             &config::resolve_config_path(cfg.as_deref()),
             dry_run,
             &bucket,

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use common::s3::S3Server;
 use storgate::batch::scan::{Marker, Scan, ScanItem};
+use storgate::bucket::BucketState;
 use storgate::config::model::{FileType, Filter, Traverse};
 use storgate::config::{Access, Origin};
-use storgate::events::filter::CompiledFilter;
-use storgate::events::item::path_text;
-use storgate::fs::BucketState;
+use storgate::filter::CompiledFilter;
+use storgate::item::path_text;
 use storgate::origin::s3::client::S3Client;
 use storgate::origin::s3::runtime;
 use storgate::origin::{Backend, LocalOrigin, S3Origin};

@@ -28,15 +28,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::scan::{Marker, Scan, ScanItem};
-use super::throttle::CpuGate;
+use crate::bucket::BucketState;
 use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
-use crate::events::filter::CompiledFilter;
-use crate::events::hits::HitStore;
-use crate::events::item::{item_of, path_text};
-use crate::events::journal::now_ms;
-use crate::events::webhook::{WebhookCaller, WebhookEnv};
-use crate::fs::BucketState;
-use crate::workflow::runner::{Outcome, Runner, Source};
+use crate::filter::CompiledFilter;
+use crate::item::Source;
+use crate::item::{item_of, path_text};
+use crate::state::hits::HitStore;
+use crate::state::now_ms;
+use crate::throttle::CpuGate;
+use crate::workflow::runner::{Outcome, Runner};
+use crate::workflow::webhook::{WebhookCaller, WebhookEnv};
 
 /// Counters of a run, also shown while it runs.
 #[derive(Debug, Default)]
@@ -175,7 +176,7 @@ impl Job<'_> {
     fn payload(
         &self,
         which: &str,
-        item: Option<&crate::workflow::template::Item>,
+        item: Option<&crate::item::Item>,
         outcome: Option<&Outcome>,
         chunk: (&str, u64, usize),
     ) -> serde_json::Value {
@@ -419,7 +420,7 @@ mod tests {
         let cfg = crate::config::load_str(&text)
             .unwrap_or_else(|e| panic!("config: {e:?}"))
             .config;
-        let buckets = crate::fs::build_buckets(&cfg).expect("buckets");
+        let buckets = crate::bucket::build_buckets(&cfg).expect("buckets");
         let tmp = root.join("state/tmp");
         std::fs::create_dir_all(&tmp).expect("mkdir");
         let runner = Runner::new(Default::default(), tmp, None);

@@ -35,11 +35,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bucket::BucketState;
 use crate::config::model::Traverse;
 use crate::error::{Errno, FsResult};
-use crate::events::filter::CompiledFilter;
-use crate::events::item::{candidate, path_text};
-use crate::fs::BucketState;
+use crate::filter::CompiledFilter;
+use crate::item::{candidate, path_text};
 use crate::origin::Backend;
 use crate::origin::s3::S3Origin;
 use crate::origin::s3::flat::{FlatListing, MAX_PAGE};

@@ -20,53 +20,25 @@ use notify::event::{
 use notify::{RecursiveMode, Watcher};
 use rustc_hash::FxHashMap;
 
-use super::filter::CompiledFilter;
-use super::hits::HitStore;
-use super::item::{candidate, gone_stat, is_exact, item_of, path_text};
 use super::journal::{Journal, PostEvent};
-use super::selfchange::SelfChanges;
-use super::webhook::{WebhookCaller, WebhookEnv};
-use crate::batch::throttle::CpuGate;
+use crate::bucket::BucketState;
+use crate::bucket::selfchange::SelfChanges;
+use crate::bucket::store::TMP_PREFIX;
+use crate::bucket::{PRESTAGE_DIR, clean_tmp, source_dir};
 use crate::config::model::{Config, Timing, Webhooks, Workflow};
-use crate::fs::BucketState;
-use crate::tree::{Place, split_path};
-use crate::workflow::runner::{Outcome, Runner, Source};
-use crate::workflow::store::TMP_PREFIX;
-use crate::workflow::template::Item;
+use crate::filter::CompiledFilter;
+use crate::item::Item;
+use crate::item::Source;
+use crate::item::{candidate, gone_stat, is_exact, item_of, path_text};
+use crate::sink::Ev;
+use crate::state::hits::HitStore;
+use crate::throttle::CpuGate;
+use crate::tree::split_path;
+use crate::workflow::runner::{Outcome, Runner};
+use crate::workflow::webhook::{WebhookCaller, WebhookEnv};
 
 /// Runs of one post item before it is given up (dead-lettered).
 pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The three file-system events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ev {
-    Get,
-    Put,
-    Delete,
-}
-
-impl Ev {
-    pub fn name(self) -> &'static str {
-        match self {
-            Ev::Get => "onGet",
-            Ev::Put => "onPut",
-            Ev::Delete => "onDelete",
-        }
-    }
-
-    fn from_name(s: &str) -> Option<Ev> {
-        match s {
-            "onGet" => Some(Ev::Get),
-            "onPut" => Some(Ev::Put),
-            "onDelete" => Some(Ev::Delete),
-            _ => None,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// An enabled event of a bucket, ready to match.
 struct Rule {
@@ -104,11 +76,6 @@ pub struct Engine {
     tmp_dir: PathBuf,
     pub stats: EngineStats,
 }
-
-/// Under `stateDir`: data written under a pre onPut, waiting for its workflow.
-pub const PRESTAGE_DIR: &str = "prestage";
-/// Under `stateDir`: staged data a pre onPut workflow refused.
-pub const QUARANTINE_DIR: &str = "quarantine";
 
 impl Engine {
     /// The engine for the enabled buckets `buckets` of `config`; opens the
@@ -463,7 +430,7 @@ impl Engine {
         let source = match kind {
             Ev::Delete => Source::Empty,
             _ => {
-                let store = crate::workflow::store::Store {
+                let store = crate::bucket::store::Store {
                     bucket: &br.state,
                     selfc: self.self_changes(),
                     tmp_dir: Path::new("/"),
@@ -662,25 +629,36 @@ fn from_raw_path(bytes: &[u8]) -> Vec<OsString> {
         .collect()
 }
 
-/// The mount point holding `path` (SPEC §5.2 `source_dir` of a file-system
-/// event).
-pub fn source_dir(tree: &crate::tree::BucketTree, path: &[OsString]) -> String {
-    match tree.place(path, false) {
-        Place::Mount { mount, .. } => path_text(&tree.mounts[mount].point),
-        _ => "/".to_string(),
+impl crate::sink::EventSink for Engine {
+    fn bucket_index(&self, name: &OsStr) -> Option<usize> {
+        Engine::bucket_index(self, name)
     }
-}
-
-/// Removes temporary files a crashed run left in `stateDir/tmp`.
-pub fn clean_tmp(tmp: &Path) {
-    if let Ok(rd) = std::fs::read_dir(tmp) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .as_encoded_bytes()
-                .starts_with(TMP_PREFIX.as_bytes())
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    fn timing(&self, b: usize, ev: Ev) -> Option<Timing> {
+        Engine::timing(self, b, ev)
+    }
+    fn written(&self, b: usize, path: &[OsString]) {
+        Engine::written(self, b, path)
+    }
+    fn post(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat) {
+        Engine::post(self, b, ev, path, st)
+    }
+    fn pre(
+        &self,
+        b: usize,
+        ev: Ev,
+        path: &[OsString],
+        st: &libc::stat,
+        source: Source,
+    ) -> Result<bool, String> {
+        Engine::pre(self, b, ev, path, st, source)
+    }
+    fn self_changes(&self) -> &SelfChanges {
+        Engine::self_changes(self)
+    }
+    fn state_dir(&self) -> &Path {
+        Engine::state_dir(self)
+    }
+    fn tmp_dir(&self) -> &Path {
+        Engine::tmp_dir(self)
     }
 }

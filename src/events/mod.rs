@@ -1,12 +1,6 @@
-//! File-system events (SPEC §4): filters, the journal of post events, the
-//! engine that dispatches pre and post events, webhooks, `item.hits`, and
-//! the registry of storgate's own changes that keeps workflows from
-//! triggering themselves.
+//! The event engine (SPEC §4): the journal of post events and the engine
+//! that dispatches pre events inline and post events to its workers. It
+//! implements [`crate::sink::EventSink`] for the file-system core.
 
 pub mod dispatch;
-pub mod filter;
-pub mod hits;
-pub mod item;
 pub mod journal;
-pub mod selfchange;
-pub mod webhook;

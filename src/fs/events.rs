@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::Core;
 use crate::config::model::Timing;
 use crate::error::{Errno, FsResult};
-use crate::events::dispatch::{Engine, Ev};
-use crate::workflow::runner::Source;
+use crate::item::Source;
+use crate::sink::{Ev, EventSink};
 
-/// The engine and, per core bucket, its index in the engine.
+/// The event sink and, per core bucket, its index in the sink.
 pub(crate) struct Wiring {
-    pub engine: Arc<Engine>,
+    pub engine: Arc<dyn EventSink>,
     pub index: Vec<Option<usize>>,
 }
 
@@ -50,7 +50,7 @@ pub(crate) fn fingerprint(st: &libc::stat) -> [i64; 5] {
 
 impl Core {
     /// Connects the event engine; events fire from then on.
-    pub fn set_engine(&self, engine: Arc<Engine>) {
+    pub fn set_engine(&self, engine: Arc<dyn EventSink>) {
         let index = self
             .buckets
             .iter()
@@ -60,13 +60,13 @@ impl Core {
     }
 
     /// The engine and its bucket index, if `bucket` has any event.
-    pub(crate) fn engine(&self, bucket: usize) -> Option<(&Engine, usize)> {
+    pub(crate) fn engine(&self, bucket: usize) -> Option<(&dyn EventSink, usize)> {
         let w = self.events.get()?;
         let eb = w.index.get(bucket).copied().flatten()?;
-        Some((&w.engine, eb))
+        Some((w.engine.as_ref(), eb))
     }
 
-    fn timing(&self, bucket: usize, ev: Ev) -> Option<(&Engine, usize, Timing)> {
+    fn timing(&self, bucket: usize, ev: Ev) -> Option<(&dyn EventSink, usize, Timing)> {
         let (engine, eb) = self.engine(bucket)?;
         engine.timing(eb, ev).map(|t| (engine, eb, t))
     }
@@ -320,7 +320,7 @@ impl Core {
 }
 
 fn pre_failed(event: &str, path: &[OsString], error: String) -> Errno {
-    tracing::warn!(event, path = ?crate::events::item::path_text(path), %error,
+    tracing::warn!(event, path = ?crate::item::path_text(path), %error,
         "pre workflow aborted; the operation fails with EIO");
     Errno::EIO
 }

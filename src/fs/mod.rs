@@ -24,10 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use crate::config::{Access, Config, Origin};
+use crate::bucket::{BucketState, build_buckets};
+use crate::config::Config;
 use crate::error::{Errno, FsResult};
-use crate::origin::{Backend, LocalOrigin, S3Origin};
-use crate::tree::{BucketTree, Place};
+use crate::origin::Backend;
+use crate::tree::Place;
 
 pub use dir::DirEntry;
 pub use events::PutWatch;
@@ -63,16 +64,6 @@ impl Default for FsOptions {
 pub struct Ctx {
     pub uid: u32,
     pub gid: u32,
-}
-
-/// A bucket as the core serves it.
-#[derive(Clone)]
-pub struct BucketState {
-    pub name: OsString,
-    pub tree: BucketTree,
-    pub access: Access,
-    /// The origin of each mount, by mount index.
-    pub origins: Vec<Backend>,
 }
 
 /// An answer to lookup/create/mkdir: attributes and how long to trust them.
@@ -505,39 +496,6 @@ impl Core {
         v.dedup();
         v
     }
-}
-
-/// The buckets of `config` that are enabled, each with its origins.
-pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
-    let mut buckets = Vec::new();
-    for b in &config.buckets {
-        if !b.meta.enable {
-            continue;
-        }
-        let tree = BucketTree::from_config(b);
-        let mut origins = Vec::new();
-        for (i, m) in tree.mounts.iter().enumerate() {
-            match &m.origin {
-                Origin::Local(root) => origins.push(Backend::Local(LocalOrigin::new(root.clone()))),
-                Origin::S3 { endpoint, prefix } => {
-                    let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
-                        format!(
-                            "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
-                            b.meta.name
-                        )
-                    })?;
-                    origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
-                }
-            }
-        }
-        buckets.push(BucketState {
-            name: OsString::from(&b.meta.name),
-            tree,
-            access: b.access.clone(),
-            origins,
-        });
-    }
-    Ok(buckets)
 }
 
 pub(crate) fn kind_of(loc: &Located) -> Kind {

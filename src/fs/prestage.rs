@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Core;
 use super::events::fingerprint;
+use crate::bucket::store::Store;
+use crate::bucket::{PRESTAGE_DIR, QUARANTINE_DIR};
 use crate::config::model::{Timing, WhenExist};
 use crate::error::{Errno, FsResult};
-use crate::events::dispatch::{Ev, PRESTAGE_DIR, QUARANTINE_DIR};
-use crate::events::item::path_text;
+use crate::item::Source;
+use crate::item::path_text;
 use crate::origin::OpenFile;
-use crate::workflow::runner::Source;
-use crate::workflow::store::Store;
+use crate::sink::Ev;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -198,7 +199,7 @@ impl Core {
             dest.push(c);
         }
         let mut name = path.last().cloned().unwrap_or_default();
-        name.push(format!(".{}", crate::events::journal::now_ms()));
+        name.push(format!(".{}", crate::state::now_ms()));
         dest.push(name);
         let copied = dest
             .parent()

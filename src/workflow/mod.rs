@@ -1,9 +1,9 @@
 //! Running one item through one workflow — see SPEC §5: templates, the
-//! functions that produce outputs, the bucket store outputs are written to,
-//! and the runner that ties them together.
+//! functions that produce outputs, the runner that ties them together and
+//! writes outputs through the bucket layer's store, and the webhooks that
+//! report each item.
 
-pub mod command;
 pub mod functions;
 pub mod runner;
-pub mod store;
 pub mod template;
+pub mod webhook;

@@ -9,27 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::functions;
-use super::store::{LocalSource, Store, WriteStatus};
-use super::template::{Item, Templates, check_bucket_path};
+use super::template::{Templates, check_bucket_path};
+use crate::bucket::BucketState;
+use crate::bucket::selfchange::SelfChanges;
+use crate::bucket::store::{LocalSource, Store, WriteStatus};
 use crate::config::model::{Function, SrcOp, Task, Workflow};
 use crate::error::Errno;
-use crate::events::selfchange::SelfChanges;
-use crate::fs::BucketState;
+use crate::item::{Item, Source};
 use crate::tree::{Place, split_path};
-
-/// Where the bytes of an item come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The entry at this bucket path (components, exact bytes).
-    Bucket(Vec<OsString>),
-    /// The entry at this bucket path, with the stat a listing just gave
-    /// (a batch scan): an S3 object is not looked up again.
-    Listed(Vec<OsString>, libc::stat),
-    /// A local file standing in for the item (a staged pre-put write).
-    File(PathBuf),
-    /// Nothing: the item is gone (a post onDelete); tasks read no bytes.
-    Empty,
-}
 
 /// One output of an item, as webhooks report it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -324,15 +311,17 @@ mod tests {
         let cfg = crate::config::load_str(&text)
             .unwrap_or_else(|e| panic!("config: {e:?}"))
             .config;
-        let state = crate::fs::build_buckets(&cfg).expect("buckets").remove(0);
+        let state = crate::bucket::build_buckets(&cfg)
+            .expect("buckets")
+            .remove(0);
         (state, cfg.buckets[0].workflows.clone())
     }
 
     fn item(path: &str) -> Item {
         let comps = split_path(path);
-        let mut st = crate::events::item::gone_stat(false);
+        let mut st = crate::item::gone_stat(false);
         st.st_mode |= 0o644;
-        crate::events::item::item_of(&comps, &st, 0)
+        crate::item::item_of(&comps, &st, 0)
     }
 
     fn runner(root: &Path) -> Runner {

@@ -67,9 +67,9 @@ use std::fmt;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Kwargs;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value, context};
-use serde::Serialize;
 
 use crate::config::template::prepare;
+use crate::item::Item;
 use crate::tree::{BucketTree, Place, split_path};
 
 /// Longest path component, in bytes (Linux `NAME_MAX`).
@@ -79,34 +79,6 @@ pub const MAX_PATH: usize = 4095;
 
 /// The context variable holding the `pathPattern` captures (index = group).
 const GROUPS_VAR: &str = "__storgate_groups";
-
-/// SPEC §5.2 item variables.
-///
-/// `path` is the full bucket path (`/dir/sample.jpg`); a name that is not
-/// valid UTF-8 arrives here converted lossily (see the module docs).
-#[derive(Debug, Serialize, serde::Deserialize, Clone, Default, PartialEq, Eq)]
-#[serde(default)]
-pub struct Item {
-    pub path: String,
-    pub filename: String,
-    pub dirname: String,
-    /// `file`, `directory` or `link`.
-    pub state: String,
-    pub size: u64,
-    /// User name of the owner.
-    pub owner: String,
-    /// Group name.
-    pub group: String,
-    /// Octal permission bits with a leading zero: `"0644"`.
-    pub mode: String,
-    /// Unix seconds.
-    pub mtime: i64,
-    pub atime: i64,
-    pub ctime: i64,
-    pub inode: u64,
-    /// onGet events recorded for this path since it was last written.
-    pub hits: u64,
-}
 
 impl Item {
     fn to_value(&self) -> Value {

@@ -13,10 +13,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::bucket::BucketState;
+use crate::bucket::selfchange::SelfChanges;
 use crate::config::model::WhenExist;
 use crate::error::{Errno, FsResult};
-use crate::events::selfchange::SelfChanges;
-use crate::fs::BucketState;
 use crate::origin::Backend;
 use crate::tree::Place;
 

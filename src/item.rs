@@ -1,14 +1,56 @@
 //! Building the item of an event (SPEC §5.2) from a bucket path and its
-//! stat, and the filter's view of it.
+//! stat, the filter's view of it, and where the item's bytes come from.
 
 use std::ffi::{CStr, OsStr, OsString};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 
-use super::filter::{Candidate, ItemKind};
-use crate::workflow::template::Item;
+use crate::filter::{Candidate, ItemKind};
+
+/// SPEC §5.2 item variables.
+///
+/// `path` is the full bucket path (`/dir/sample.jpg`); a name that is not
+/// valid UTF-8 arrives here converted lossily (see the module docs).
+#[derive(Debug, serde::Serialize, serde::Deserialize, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Item {
+    pub path: String,
+    pub filename: String,
+    pub dirname: String,
+    /// `file`, `directory` or `link`.
+    pub state: String,
+    pub size: u64,
+    /// User name of the owner.
+    pub owner: String,
+    /// Group name.
+    pub group: String,
+    /// Octal permission bits with a leading zero: `"0644"`.
+    pub mode: String,
+    /// Unix seconds.
+    pub mtime: i64,
+    pub atime: i64,
+    pub ctime: i64,
+    pub inode: u64,
+    /// onGet events recorded for this path since it was last written.
+    pub hits: u64,
+}
+
+/// Where the bytes of an item come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The entry at this bucket path (components, exact bytes).
+    Bucket(Vec<OsString>),
+    /// The entry at this bucket path, with the stat a listing just gave
+    /// (a batch scan): an S3 object is not looked up again.
+    Listed(Vec<OsString>, libc::stat),
+    /// A local file standing in for the item (a staged pre-put write).
+    File(PathBuf),
+    /// Nothing: the item is gone (a post onDelete); tasks read no bytes.
+    Empty,
+}
 
 /// The bucket path of components `path`, as text (`/dir/a.jpg`). Names that
 /// are not UTF-8 are converted lossily.

@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::job::{BUSY, Job, Progress, Summary};
-use super::throttle::CpuGate;
+use crate::batch::job::{BUSY, Job, Progress, Summary};
+use crate::bucket::clean_tmp;
+use crate::bucket::selfchange::SelfChanges;
 use crate::config;
-use crate::events::dispatch::{clean_tmp, worker_count};
-use crate::events::hits::HitStore;
-use crate::events::selfchange::SelfChanges;
-use crate::events::webhook::WebhookCaller;
+use crate::events::dispatch::worker_count;
+use crate::state::hits::HitStore;
+use crate::throttle::CpuGate;
 use crate::workflow::runner::Runner;
+use crate::workflow::webhook::WebhookCaller;
 
 /// Exit code: 0 no item aborted, 1 an item aborted or a scan could not run,
 /// 2 config or usage error.
@@ -57,7 +58,7 @@ pub fn run_command(
     if indexes.is_empty() {
         return usage(err, format!("bucket {bucket:?} has no enabled onBatch"));
     }
-    let buckets = match crate::fs::build_buckets(&cfg) {
+    let buckets = match crate::bucket::build_buckets(&cfg) {
         Ok(b) => b,
         Err(e) => return usage(err, e),
     };

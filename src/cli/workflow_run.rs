@@ -8,14 +8,15 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::runner::{Runner, Source};
-use super::store::Store;
+use crate::bucket::selfchange::SelfChanges;
+use crate::bucket::store::Store;
+use crate::bucket::{clean_tmp, source_dir};
 use crate::config;
-use crate::events::dispatch::{clean_tmp, source_dir};
-use crate::events::hits::HitStore;
-use crate::events::item::{item_of, path_text};
-use crate::events::selfchange::SelfChanges;
+use crate::item::Source;
+use crate::item::{item_of, path_text};
+use crate::state::hits::HitStore;
 use crate::tree::split_path;
+use crate::workflow::runner::Runner;
 
 /// Exit code: 0 all completed, 1 any aborted, 2 config or usage error.
 pub fn run_command(
@@ -30,7 +31,7 @@ pub fn run_command(
     let Some(cfg) = config::load_or_report(config_path, err) else {
         return 2;
     };
-    let buckets = match crate::fs::build_buckets(&cfg) {
+    let buckets = match crate::bucket::build_buckets(&cfg) {
         Ok(b) => b,
         Err(e) => {
             let _ = writeln!(err, "storgate workflow run: {e}");

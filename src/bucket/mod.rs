@@ -1,0 +1,88 @@
+//! The one place that knows a bucket: its state built from the config (the
+//! merge tree and one origin per mount), the writer workflows use for their
+//! outputs (`store`), and the registry of storgate's own changes
+//! (`selfchange`) that keeps the watcher and the engine from reporting them
+//! again. The mount, the event engine, workflows and batch scans all ask this
+//! layer; it names only `origin`, `tree` and `config` below it.
+
+pub mod selfchange;
+pub mod store;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::config::{Access, Config, Origin};
+use crate::item::path_text;
+use crate::origin::{Backend, LocalOrigin, S3Origin};
+use crate::tree::{BucketTree, Place};
+
+/// Staged pre-put writes under `stateDir` (SPEC §4.3).
+pub const PRESTAGE_DIR: &str = "prestage";
+/// Refused or unplaceable pre-put writes, kept for a user to find.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// A bucket as the core serves it.
+#[derive(Clone)]
+pub struct BucketState {
+    pub name: OsString,
+    pub tree: BucketTree,
+    pub access: Access,
+    /// The origin of each mount, by mount index.
+    pub origins: Vec<Backend>,
+}
+
+/// The buckets of `config` that are enabled, each with its origins.
+pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
+    let mut buckets = Vec::new();
+    for b in &config.buckets {
+        if !b.meta.enable {
+            continue;
+        }
+        let tree = BucketTree::from_config(b);
+        let mut origins = Vec::new();
+        for (i, m) in tree.mounts.iter().enumerate() {
+            match &m.origin {
+                Origin::Local(root) => origins.push(Backend::Local(LocalOrigin::new(root.clone()))),
+                Origin::S3 { endpoint, prefix } => {
+                    let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
+                        format!(
+                            "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
+                            b.meta.name
+                        )
+                    })?;
+                    origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
+                }
+            }
+        }
+        buckets.push(BucketState {
+            name: OsString::from(&b.meta.name),
+            tree,
+            access: b.access.clone(),
+            origins,
+        });
+    }
+    Ok(buckets)
+}
+
+/// The mount point holding `path` (SPEC §5.2 `source_dir` of a file-system
+/// event).
+pub fn source_dir(tree: &BucketTree, path: &[OsString]) -> String {
+    match tree.place(path, false) {
+        Place::Mount { mount, .. } => path_text(&tree.mounts[mount].point),
+        _ => "/".to_string(),
+    }
+}
+
+/// Removes temporary files a crashed run left in `stateDir/tmp`.
+pub fn clean_tmp(tmp: &Path) {
+    if let Ok(rd) = std::fs::read_dir(tmp) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .as_encoded_bytes()
+                .starts_with(store::TMP_PREFIX.as_bytes())
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The one-shot commands beside the daemon: `storgate batch run` and
+//! `storgate workflow run`. They build the same bucket layer the daemon
+//! does and print to the writers they are given.
+
+pub mod batch_run;
+pub mod workflow_run;
