@@ -89,6 +89,10 @@
 #                        The run works under a key prefix of its own and
 #                        deletes it at the end.
 #   BENCH_KEEP=1         keep the data afterwards
+#   BENCH_BASE_BIN=PATH  local part: also mount the same origin with this
+#                        storgate binary (e.g. a build of an earlier commit)
+#                        and report storgate time / its time (before vs after
+#                        in one run, interleaved)
 # Results: printed and written to target/bench/results.txt.
 set -euo pipefail
 
@@ -132,6 +136,8 @@ want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 BARE=$WORK/bare
 ORIGIN=$WORK/origin
 MNT=$WORK/mnt
+MNT_BASE=$WORK/mnt-base # BENCH_BASE_BIN's mount of the same origin
+CONFIG_BASE=$WORK/bench-base.json
 CONFIG=$WORK/bench.json
 ERR=$WORK/mount-stderr.log # what `storgate mount` printed
 LOG=$WORK/state/storgate.log # the daemon's log (stateDir/storgate.log)
@@ -161,6 +167,8 @@ cleanup() {
   done
   unmount_quietly "$MNT"
   wait_unmounted "$MNT" 20 || warn "$MNT still mounted"
+  unmount_quietly "$MNT_BASE"
+  wait_unmounted "$MNT_BASE" 20 || warn "$MNT_BASE still mounted"
   unmount_quietly "$EW/mnt"
   wait_unmounted "$EW/mnt" 20 || warn "$EW/mnt still mounted"
   for t in "${TOOLS[@]}"; do
@@ -402,6 +410,17 @@ EOF
     die "storgate mount failed: $(cat "$ERR"; tail -n 5 "$LOG" 2>/dev/null)"
   mountpoint -q "$MNT" || die "$MNT is not a mount point"
   ok "mounted $ORIGIN at $MNT (bucket 'bench', --bucket)"
+  local sides=(bare storgate)
+  if [ -n "${BENCH_BASE_BIN:-}" ]; then
+    [ -x "$BENCH_BASE_BIN" ] || die "BENCH_BASE_BIN=$BENCH_BASE_BIN is not an executable"
+    mkdir -p "$MNT_BASE" "$WORK/state-base"
+    sed "s|\"$WORK/state\"|\"$WORK/state-base\"|" "$CONFIG" >"$CONFIG_BASE"
+    STORGATE_LOG=${STORGATE_LOG:-warn} "$BENCH_BASE_BIN" mount --config "$CONFIG_BASE" --bucket bench "$MNT_BASE" 2>>"$ERR" ||
+      die "base storgate mount failed: $(tail -n 5 "$ERR")"
+    mountpoint -q "$MNT_BASE" || die "$MNT_BASE is not a mount point"
+    ok "mounted $ORIGIN at $MNT_BASE with the base binary $BENCH_BASE_BIN"
+    sides=(bare base storgate)
+  fi
   [ "$(find "$MNT/tree" | wc -l)" = "$entries" ] || die "the mount does not show the tree fixture"
 
   # name;unit for the rate column;amount for the rate;function;argument
@@ -420,9 +439,8 @@ EOF
     section "local: run $run of $RUNS"
     for i in "${!BENCHES[@]}"; do
       IFS=';' read -r name _ _ fn arg <<<"${BENCHES[$i]}"
-      for side in bare storgate; do
-        dir=$BARE
-        [ $side = storgate ] && dir=$MNT
+      for side in "${sides[@]}"; do
+        case $side in bare) dir=$BARE ;; base) dir=$MNT_BASE ;; *) dir=$MNT ;; esac
         # shellcheck disable=SC2086 # $arg is empty or one word
         t=$($fn "$dir" $arg)
         T[$i,$side]="${T[$i,$side]:-} $t"
@@ -431,6 +449,29 @@ EOF
     done
   done
   unmount_quietly "$MNT"
+  [ -n "${BENCH_BASE_BIN:-}" ] && unmount_quietly "$MNT_BASE"
+
+  if [ -n "${BENCH_BASE_BIN:-}" ]; then
+    {
+      echo
+      echo "== local: storgate vs the base binary  (runs=$RUNS, median shown, interleaved in one run)"
+      echo "base = $BENCH_BASE_BIN at $MNT_BASE; storgate = $BIN at $MNT; both mount $ORIGIN"
+      echo "ratio = storgate time / base time (below 1.00 = this build is faster)"
+      echo
+      printf '%-44s | %-12s | %-12s | %-12s | %s\n' benchmark bare base storgate "storgate/base"
+      local tb0 tb1 ts1
+      for i in "${!BENCHES[@]}"; do
+        IFS=';' read -r name _ _ _ _ <<<"${BENCHES[$i]}"
+        # shellcheck disable=SC2086 # word lists of numbers
+        tb0=$(median ${T[$i,bare]})
+        # shellcheck disable=SC2086
+        tb1=$(median ${T[$i,base]})
+        # shellcheck disable=SC2086
+        ts1=$(median ${T[$i,storgate]})
+        printf '%-44s | %10.3f s | %10.3f s | %10.3f s | %s\n' "$name" "$tb0" "$tb1" "$ts1" "$(ratio "$ts1" "$tb1")"
+      done
+    } >>"$RESULTS"
+  fi
 
   {
     echo
