@@ -30,9 +30,9 @@ use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
 use crate::filter::CompiledFilter;
 use crate::item::Source;
 use crate::item::{item_of, path_text};
-use crate::state::hits::HitStore;
 use crate::state::StateError;
 use crate::state::atomic::{clean_stale, write_atomic};
+use crate::state::hits::HitStore;
 use crate::state::lock::LockFile;
 use crate::state::now_ms;
 use crate::throttle::CpuGate;
@@ -126,7 +126,10 @@ impl Job<'_> {
         let text = serde_json::to_vec(c)
             .map_err(|e| StateError::io("cannot encode", &path, std::io::Error::other(e)))?;
         let dir = path.parent().unwrap_or(self.state_dir);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         write_atomic(dir, name, &text).map(drop)
     }
 
@@ -145,9 +148,8 @@ impl Job<'_> {
     fn lock(&self) -> Result<LockFile, StateError> {
         let dir = self.state_dir.join("cursors");
         std::fs::create_dir_all(&dir).map_err(|e| StateError::io("cannot create", &dir, e))?;
-        let lock = LockFile::try_acquire(
-            &dir.join(format!("{}.{}.lock", self.bucket_name, self.index)),
-        )?;
+        let lock =
+            LockFile::try_acquire(&dir.join(format!("{}.{}.lock", self.bucket_name, self.index)))?;
         let cursor = format!("{}.{}.json", self.bucket_name, self.index);
         let _ = clean_stale(&dir, &cursor);
         Ok(lock)

@@ -18,6 +18,16 @@ fn temp_affixes(name: &str) -> (String, &'static str) {
 /// Replaces `dir/name` with `data`, atomically and durably. Returns the new
 /// file, open for writing at its end (the journal keeps appending to it).
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<File, StateError> {
+    let file = rename_into_place(dir, name, data)?;
+    sync_dir(dir)
+        .map_err(|e| StateError::io("cannot sync the directory of", &dir.join(name), e))?;
+    Ok(file)
+}
+
+/// [`write_atomic`] without the final directory sync, for a caller that
+/// must tell a failure before the rename (the old file is intact) from one
+/// after it (the journal then stops trusting the file).
+pub fn rename_into_place(dir: &Path, name: &str, data: &[u8]) -> Result<File, StateError> {
     let path = dir.join(name);
     let (prefix, suffix) = temp_affixes(name);
     let mut tmp = tempfile::Builder::new()
@@ -31,7 +41,6 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<File, StateEr
     let file = tmp
         .persist(&path)
         .map_err(|e| StateError::io("cannot rename into place", &path, e.error))?;
-    sync_dir(dir).map_err(|e| StateError::io("cannot sync the directory of", &path, e))?;
     Ok(file)
 }
 
@@ -70,9 +79,15 @@ mod tests {
         let mut f = write_atomic(d.path(), "x.json", b"one").expect("write");
         f.write_all(b"+").expect("append");
         write_atomic(d.path(), "y.json", b"y").expect("write");
-        assert_eq!(std::fs::read(d.path().join("x.json")).expect("read"), b"one+");
+        assert_eq!(
+            std::fs::read(d.path().join("x.json")).expect("read"),
+            b"one+"
+        );
         write_atomic(d.path(), "x.json", b"two").expect("write");
-        assert_eq!(std::fs::read(d.path().join("x.json")).expect("read"), b"two");
+        assert_eq!(
+            std::fs::read(d.path().join("x.json")).expect("read"),
+            b"two"
+        );
         std::fs::write(d.path().join(".x.json.abc.tmp"), b"torn").expect("write");
         assert_eq!(clean_stale(d.path(), "x.json").expect("clean"), 1);
         assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 2);

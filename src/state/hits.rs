@@ -214,7 +214,11 @@ impl Writer {
                 data.extend_from_slice(&l);
             }
         }
-        let name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or(FILE);
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(FILE);
         match write_atomic(&self.dir, name, &data) {
             Ok(f) => {
                 self.file.replace(f);
