@@ -302,7 +302,7 @@ fn serve(
     let built = crate::bucket::build_buckets(cfg).and_then(|all| {
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
         let engine = if has_events(cfg) {
-            Some(Engine::new(cfg, &all)?)
+            Some(Engine::new(cfg, &all).map_err(|e| e.to_string())?)
         } else {
             None
         };
@@ -317,15 +317,24 @@ fn serve(
             return Err(e);
         }
     };
+    // One watcher of the local origins for the engine and the kernel caches.
+    let watcher = match crate::watch::OriginWatcher::new() {
+        Ok(w) => Some(Arc::new(w)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch local origins; changes made outside the mount fire no events");
+            None
+        }
+    };
     let mut event_threads = Vec::new();
     let scans_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut scheduler = None;
     if let Some(engine) = &engine {
         core.set_engine(engine.clone());
         event_threads = engine.start_workers(crate::events::dispatch::worker_count());
-        // Lives as long as the process.
-        if let Some(w) = engine.start_watcher() {
-            std::mem::forget(w);
+        if let Some(w) = &watcher {
+            let e = engine.clone();
+            w.subscribe(Arc::new(move |ev: &notify::Event| e.origin_event(ev)));
+            w.watch(&engine.watch_roots());
         }
         scheduler = crate::batch::scheduler::start(
             Arc::new(cfg.clone()),
@@ -395,14 +404,17 @@ fn serve(
         Err(e) => tracing::warn!(error = %e, "cannot handle signals"),
     }
     // Watching can take a while on big trees; the mount is usable meanwhile.
-    let watch_core = core.clone();
-    std::thread::spawn(move || {
-        match crate::fs::watch::start(watch_core, Arc::new(notifier)) {
-            // The watcher lives as long as the process.
-            Ok(w) => std::mem::forget(w),
-            Err(e) => tracing::warn!(error = %e, "origin watcher not started"),
-        }
-    });
+    if let Some(w) = watcher.clone() {
+        let watch_core = core.clone();
+        std::thread::spawn(move || {
+            let cache: Arc<dyn crate::fs::watch::KernelCache> = Arc::new(notifier);
+            let c = watch_core.clone();
+            w.subscribe(Arc::new(move |ev: &notify::Event| {
+                crate::fs::watch::invalidate(&c, cache.as_ref(), ev)
+            }));
+            w.watch(&watch_core.local_roots());
+        });
+    }
     tracing::info!(
         mountpoint = %mountpoint.display(),
         buckets = core.bucket_count(),

@@ -23,4 +23,5 @@ pub mod sink;
 pub mod state;
 pub mod throttle;
 pub mod tree;
+pub mod watch;
 pub mod workflow;

@@ -41,6 +41,21 @@ impl Ev {
     }
 }
 
+/// Why a pre event refused the operation: its workflow aborted. The
+/// operation fails with [`PreRefusal::errno`]; `Display` is the workflow's
+/// error as it is logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PreRefusal {
+    pub message: String,
+}
+
+impl PreRefusal {
+    pub fn errno(&self) -> crate::error::Errno {
+        crate::error::Errno::EIO
+    }
+}
+
 /// The receiver of a mount's events; `b` is the sink's own bucket index,
 /// found once with [`EventSink::bucket_index`].
 pub trait EventSink: Send + Sync {
@@ -53,8 +68,7 @@ pub trait EventSink: Send + Sync {
     /// Records a post event; it is durable when this returns.
     fn post(&self, b: usize, ev: Ev, path: &[OsString], st: &libc::stat);
     /// Runs a pre event while the caller waits: Ok(false) when no filter
-    /// matches, Ok(true) when the workflow completed, Err(reason) when it
-    /// aborted.
+    /// matches, Ok(true) when the workflow completed, Err when it aborted.
     fn pre(
         &self,
         b: usize,
@@ -62,7 +76,7 @@ pub trait EventSink: Send + Sync {
         path: &[OsString],
         st: &libc::stat,
         source: Source,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, PreRefusal>;
     /// The registry the core tells about its own changes to local origins.
     fn self_changes(&self) -> &SelfChanges;
     /// `stateDir`.

@@ -12,14 +12,11 @@
 //!   run already handled (so an item that stays, or keeps failing, cannot
 //!   make the run loop); nothing is persisted.
 //!
-//! A run holds `stateDir/cursors/BUCKET.INDEX.lock` (flock), so the daemon's
+//! A run holds `stateDir/cursors/BUCKET.INDEX.lock` (`File::try_lock`), so the daemon's
 //! schedule and `storgate batch run` never run the same scan at once.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +30,10 @@ use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
 use crate::filter::CompiledFilter;
 use crate::item::Source;
 use crate::item::{item_of, path_text};
+use crate::state::StateError;
+use crate::state::atomic::{clean_stale, write_atomic};
 use crate::state::hits::HitStore;
+use crate::state::lock::LockFile;
 use crate::state::now_ms;
 use crate::throttle::CpuGate;
 use crate::workflow::runner::{Outcome, Runner};
@@ -92,6 +92,14 @@ pub struct Job<'a> {
 /// The scan's lock is held by another run.
 pub const BUSY: &str = "already running";
 
+/// A lock error as the run reports it: [`BUSY`] when held elsewhere.
+fn busy_or_text(e: StateError) -> String {
+    match e {
+        StateError::Busy { .. } => BUSY.to_string(),
+        e => e.to_string(),
+    }
+}
+
 impl Job<'_> {
     fn cursor_path(&self) -> PathBuf {
         self.state_dir
@@ -111,24 +119,18 @@ impl Job<'_> {
         }
     }
 
-    fn save_cursor(&self, c: &CursorFile) -> Result<(), String> {
+    /// Writes the cursor atomically (temp file, sync, rename, directory
+    /// sync), so a crash leaves the old cursor or the new one.
+    fn save_cursor(&self, c: &CursorFile) -> Result<(), StateError> {
         let path = self.cursor_path();
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(
-                serde_json::to_string(c)
-                    .map_err(std::io::Error::other)?
-                    .as_bytes(),
-            )?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &path)?;
-            if let Some(dir) = path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| format!("cannot save the scan cursor {}: {e}", path.display()))
+        let text = serde_json::to_vec(c)
+            .map_err(|e| StateError::io("cannot encode", &path, std::io::Error::other(e)))?;
+        let dir = path.parent().unwrap_or(self.state_dir);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        write_atomic(dir, name, &text).map(drop)
     }
 
     fn clear_cursor(&self) {
@@ -141,18 +143,16 @@ impl Job<'_> {
         }
     }
 
-    /// Takes the scan's lock, or Err(BUSY).
-    fn lock(&self) -> Result<File, String> {
+    /// Takes the scan's lock ([`StateError::Busy`] when another run holds
+    /// it), and removes the temp files of an interrupted cursor write.
+    fn lock(&self) -> Result<LockFile, StateError> {
         let dir = self.state_dir.join("cursors");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.{}.lock", self.bucket_name, self.index));
-        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: an open fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(BUSY.to_string());
-        }
-        Ok(f)
+        std::fs::create_dir_all(&dir).map_err(|e| StateError::io("cannot create", &dir, e))?;
+        let lock =
+            LockFile::try_acquire(&dir.join(format!("{}.{}.lock", self.bucket_name, self.index)))?;
+        let cursor = format!("{}.{}.json", self.bucket_name, self.index);
+        let _ = clean_stale(&dir, &cursor);
+        Ok(lock)
     }
 
     fn hook(
@@ -195,7 +195,7 @@ impl Job<'_> {
     /// Runs the scan to its end (or until `stop`).
     pub fn run(&self) -> Result<Summary, String> {
         let started = Instant::now();
-        let _lock = self.lock()?;
+        let _lock = self.lock().map_err(busy_or_text)?;
         let filter = CompiledFilter::new(self.event.filter.as_ref())?;
         let mut scan = Scan::new(self.bucket, &self.event.path, &filter, self.event.traverse)?;
         let continuing = self.event.cursor == CursorPolicy::Continue;
@@ -259,7 +259,8 @@ impl Job<'_> {
                     batch: batch.clone(),
                     seq,
                     marker: last_marker.clone(),
-                })?;
+                })
+                .map_err(|e| e.to_string())?;
                 after = Some(last_marker);
             }
         }

@@ -1,12 +1,17 @@
 //! The event engine (SPEC §4.1, §4.2, §4.4): which workflow an event of a
 //! bucket runs, pre events run inline while the client waits, post events
 //! journaled before the client's call returns and run by a worker pool,
-//! the local-origin watcher that turns changes made behind the mount's back
-//! into post events, and the webhooks of each finished item.
+//! and the webhooks of each finished item. (Changes made behind the mount's
+//! back arrive through [`Engine::origin_event`], in `origin.rs`.)
 //!
-//! Failed post items are retried up to [`MAX_ATTEMPTS`] runs in all (with a
-//! growing pause), then written to the journal's dead-letter file; every
-//! aborted run calls `onItemAborted`, a completed one `onItemCompleted`.
+//! Failed post items are retried up to [`MAX_ATTEMPTS`] runs in all (after
+//! 4 s, then 16 s, on the engine's one retry timer), then written to the
+//! journal's dead-letter file; every aborted run calls `onItemAborted`, a
+//! completed one `onItemCompleted`. Webhooks of pre events go to a bounded
+//! pool so the client does not wait for them.
+//!
+//! Each event runs in a tracing span `event` (bucket, event, path, and the
+//! journal id of a post event), entered by the worker around the item.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -14,23 +19,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use notify::event::{
-    AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
-};
-use notify::{RecursiveMode, Watcher};
 use rustc_hash::FxHashMap;
 
+use super::deferred::{HookPool, RetryTimer, retry_pause};
+use super::error::EventError;
 use super::journal::{Journal, PostEvent};
 use crate::bucket::BucketState;
 use crate::bucket::selfchange::SelfChanges;
-use crate::bucket::store::TMP_PREFIX;
 use crate::bucket::{PRESTAGE_DIR, clean_tmp, source_dir};
 use crate::config::model::{Config, Timing, Webhooks, Workflow};
 use crate::filter::CompiledFilter;
 use crate::item::Item;
 use crate::item::Source;
-use crate::item::{candidate, gone_stat, is_exact, item_of, path_text};
-use crate::sink::Ev;
+use crate::item::{candidate, is_exact, item_of, path_text};
+use crate::sink::{Ev, PreRefusal};
 use crate::state::hits::HitStore;
 use crate::throttle::CpuGate;
 use crate::tree::split_path;
@@ -41,18 +43,18 @@ use crate::workflow::webhook::{WebhookCaller, WebhookEnv};
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// An enabled event of a bucket, ready to match.
-struct Rule {
+pub(super) struct Rule {
     filter: CompiledFilter,
     workflow: usize,
     timing: Timing,
     webhooks: Webhooks,
 }
 
-struct BucketRules {
-    state: BucketState,
-    name: String,
-    workflows: Vec<Workflow>,
-    rules: [Option<Rule>; 3],
+pub(super) struct BucketRules {
+    pub(super) state: BucketState,
+    pub(super) name: String,
+    pub(super) workflows: Vec<Workflow>,
+    pub(super) rules: [Option<Rule>; 3],
 }
 
 /// Counters for logs, metrics and tests.
@@ -64,12 +66,16 @@ pub struct EngineStats {
 }
 
 pub struct Engine {
-    buckets: Vec<BucketRules>,
+    pub(super) buckets: Vec<BucketRules>,
     by_name: FxHashMap<OsString, usize>,
-    journal: Journal,
+    journal: Arc<Journal>,
     hits: HitStore,
     runner: Runner,
     webhooks: Arc<WebhookCaller>,
+    /// Pauses before retries of failed post items.
+    retries: RetryTimer,
+    /// Webhooks of pre events.
+    hooks: HookPool,
     gate: Arc<CpuGate>,
     stop: AtomicBool,
     state_dir: PathBuf,
@@ -80,7 +86,7 @@ pub struct Engine {
 impl Engine {
     /// The engine for the enabled buckets `buckets` of `config`; opens the
     /// journal (replaying what a previous run left) and the hit counts.
-    pub fn new(config: &Config, buckets: &[BucketState]) -> Result<Arc<Engine>, String> {
+    pub fn new(config: &Config, buckets: &[BucketState]) -> Result<Arc<Engine>, EventError> {
         Engine::with_gate(config, buckets, CpuGate::start(&config.throttling))
     }
 
@@ -89,7 +95,7 @@ impl Engine {
         config: &Config,
         buckets: &[BucketState],
         gate: Arc<CpuGate>,
-    ) -> Result<Arc<Engine>, String> {
+    ) -> Result<Arc<Engine>, EventError> {
         let state = &config.state_dir;
         let tmp = state.join("tmp");
         for dir in [
@@ -98,12 +104,17 @@ impl Engine {
             state.join("journal"),
             state.join(PRESTAGE_DIR),
         ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|source| EventError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
         }
         clean_tmp(&tmp);
-        let (journal, replay) = Journal::open(&state.join("journal"))
-            .map_err(|e| format!("cannot open the journal in {}: {e}", state.display()))?;
+        let (journal, replay) =
+            Journal::open(&state.join("journal")).map_err(|source| EventError::Journal {
+                state_dir: state.clone(),
+                source,
+            })?;
         if !replay.is_empty() {
             tracing::info!(events = replay.len(), "replaying unfinished post events");
         }
@@ -130,8 +141,12 @@ impl Engine {
                         "the event's workflow is disabled; the event does nothing");
                     continue;
                 }
-                let filter = CompiledFilter::new(e.filter.as_ref())
-                    .map_err(|m| format!("bucket {} {}: filter: {m}", b.meta.name, ev.name()))?;
+                let filter =
+                    CompiledFilter::new(e.filter.as_ref()).map_err(|m| EventError::Filter {
+                        bucket: b.meta.name.clone(),
+                        event: ev.name(),
+                        message: m.to_string(),
+                    })?;
                 slot[ev.index()] = Some(Rule {
                     filter,
                     workflow: wi,
@@ -148,10 +163,16 @@ impl Engine {
             });
         }
         let selfc = Arc::new(SelfChanges::default());
+        let threads = |e: std::io::Error| EventError::CreateDir {
+            path: state.clone(),
+            source: std::io::Error::new(e.kind(), format!("cannot start an engine thread: {e}")),
+        };
         Ok(Arc::new(Engine {
             buckets: rules,
             by_name,
-            journal,
+            journal: Arc::new(journal),
+            retries: RetryTimer::start().map_err(threads)?,
+            hooks: HookPool::start(2, 1024).map_err(threads)?,
             hits: HitStore::open(state),
             runner: Runner::new(selfc, tmp.clone(), config.function_base_url.clone()),
             state_dir: state.clone(),
@@ -208,7 +229,7 @@ impl Engine {
 
     /// Whether bucket `b` has any of onPut / onDelete (the events the
     /// watcher and the self-change registry serve).
-    fn watches(&self, b: usize) -> bool {
+    pub(super) fn watches(&self, b: usize) -> bool {
         self.timing(b, Ev::Put).is_some() || self.timing(b, Ev::Delete).is_some()
     }
 
@@ -253,6 +274,9 @@ impl Engine {
             return;
         };
         let text = path_text(path);
+        let span = tracing::debug_span!("event", bucket = %br.name, event = ev.name(), path = %text,
+            id = tracing::field::Empty);
+        let _entered = span.enter();
         let hits = self.count_hit(ev, &br.name, &text);
         let item = item_of(path, st, hits);
         let mut value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
@@ -269,16 +293,21 @@ impl Engine {
             text.clone(),
             value,
         );
-        if let Err(e) = self.journal.append(event) {
-            self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(bucket = %br.name, event = ev.name(), path = ?text, error = %e,
-                "cannot journal a post event; it is lost");
+        match self.journal.append(event) {
+            Ok(appended) => {
+                span.record("id", appended.id());
+            }
+            Err(e) => {
+                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(bucket = %br.name, event = ev.name(), path = ?text, error = %e,
+                    "cannot journal a post event; it is lost");
+            }
         }
     }
 
     /// Runs a pre event while the client waits: Ok(false) when the filter
-    /// does not match, Ok(true) when the workflow completed, Err(message)
-    /// when it aborted.
+    /// does not match, Ok(true) when the workflow completed, Err when it
+    /// aborted.
     pub fn pre(
         &self,
         b: usize,
@@ -286,12 +315,15 @@ impl Engine {
         path: &[OsString],
         st: &libc::stat,
         source: Source,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PreRefusal> {
         let Some(rule) = self.matches(b, ev, path, st) else {
             return Ok(false);
         };
         let br = &self.buckets[b];
         let text = path_text(path);
+        let span = tracing::info_span!("event", bucket = %br.name, event = ev.name(), path = %text,
+            timing = "pre");
+        let _entered = span.enter();
         let hits = self.count_hit(ev, &br.name, &text);
         let item = item_of(path, st, hits);
         let wf = &br.workflows[rule.workflow];
@@ -300,12 +332,12 @@ impl Engine {
         self.finish(b, ev, rule, wf, &item, &outcome, 1, true);
         match outcome.error {
             None => Ok(true),
-            Some(e) => Err(e),
+            Some(message) => Err(PreRefusal { message }),
         }
     }
 
-    /// Counts, logs and reports a finished run; webhooks run on their own
-    /// thread when `detach` (a client is waiting).
+    /// Counts, logs and reports a finished run; webhooks go to the hook
+    /// pool when `detach` (a client is waiting).
     #[allow(clippy::too_many_arguments)]
     fn finish(
         self: &Engine,
@@ -361,7 +393,7 @@ impl Engine {
         };
         if detach {
             let caller = self.webhooks.clone();
-            std::thread::spawn(move || call(&caller));
+            self.hooks.submit(move || call(&caller));
         } else {
             call(&self.webhooks);
         }
@@ -381,9 +413,13 @@ impl Engine {
     }
 
     /// Stops the workers after their current item and syncs the journal.
+    /// Retries not yet due stay journaled (in flight: replayed at the next
+    /// start); queued webhooks are still called.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.gate.stop();
+        self.retries.stop();
+        self.hooks.stop();
         if let Err(e) = self.journal.sync() {
             tracing::warn!(error = %e, "cannot sync the journal at shutdown");
         }
@@ -402,6 +438,9 @@ impl Engine {
 
     fn run_post(self: &Arc<Self>, ev: PostEvent) {
         let id = ev.id;
+        let span = tracing::info_span!("event", bucket = %ev.bucket, event = %ev.event, path = %ev.path,
+            id, attempt = ev.attempts + 1);
+        let _entered = span.enter();
         let resolved = self.by_name.get(OsStr::new(&ev.bucket)).and_then(|&b| {
             let kind = Ev::from_name(&ev.event)?;
             let rule = self.buckets[b].rules[kind.index()].as_ref()?;
@@ -454,13 +493,12 @@ impl Engine {
         let result = match &outcome.error {
             None => self.journal.done(id).map(drop),
             Some(err) if attempt < MAX_ATTEMPTS => {
-                // Pause before the retry without holding a worker.
-                let engine = self.clone();
+                // Pause before the retry without holding a worker; the event
+                // stays in flight in the journal meanwhile.
+                let journal = self.journal.clone();
                 let err = err.clone();
-                let pause = Duration::from_secs(1 << (2 * attempt.min(4)));
-                std::thread::spawn(move || {
-                    std::thread::sleep(pause);
-                    if let Err(e) = engine.journal.failed(id, true, &err) {
+                self.retries.after(retry_pause(attempt), move || {
+                    if let Err(e) = journal.failed(id, true, &err) {
                         tracing::error!(error = %e, "cannot requeue a failed event");
                     }
                 });
@@ -471,129 +509,6 @@ impl Engine {
         if let Err(e) = result {
             self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "cannot record an event's end in the journal");
-        }
-    }
-
-    /// Starts watching the local origins of buckets with onPut or onDelete.
-    pub fn start_watcher(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
-        let mut roots: Vec<PathBuf> = Vec::new();
-        for (b, br) in self.buckets.iter().enumerate() {
-            if !self.watches(b) {
-                continue;
-            }
-            roots.extend(
-                br.state
-                    .origins
-                    .iter()
-                    .filter_map(|o| o.as_local().map(|l| l.root().to_path_buf())),
-            );
-        }
-        roots.sort();
-        roots.dedup();
-        if roots.is_empty() {
-            return None;
-        }
-        let engine = self.clone();
-        let mut watcher = match notify::recommended_watcher(
-            move |res: notify::Result<notify::Event>| match res {
-                Ok(event) => engine.origin_event(&event),
-                Err(e) => tracing::warn!(error = %e, "event watcher error"),
-            },
-        ) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch local origins; changes made outside the mount fire no events");
-                return None;
-            }
-        };
-        for root in roots {
-            if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
-                tracing::error!(origin = %root.display(), error = %e,
-                    "cannot watch origin; changes made outside the mount fire no events");
-            }
-        }
-        Some(watcher)
-    }
-
-    /// The bucket paths of an absolute path inside local origins.
-    fn bucket_paths(&self, abs: &Path) -> Vec<(usize, Vec<OsString>)> {
-        let mut out = Vec::new();
-        for (b, br) in self.buckets.iter().enumerate() {
-            if !self.watches(b) {
-                continue;
-            }
-            for (m, o) in br.state.origins.iter().enumerate() {
-                if let Some(rel) = o.as_local().and_then(|l| l.rel_of(abs)) {
-                    if rel.is_empty() {
-                        continue;
-                    }
-                    let mut path = br.state.tree.mounts[m].point.clone();
-                    path.extend(rel);
-                    out.push((b, path));
-                }
-            }
-        }
-        out
-    }
-
-    /// One change in a local origin seen by the watcher.
-    pub fn origin_event(&self, event: &notify::Event) {
-        enum Change {
-            Put,
-            Delete { dir: bool },
-        }
-        let change = match &event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Put,
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Change::Put,
-            EventKind::Create(CreateKind::Folder) => Change::Put,
-            // A new file is reported when its writer closes it; only other
-            // kinds (symlinks, nodes) are complete at creation.
-            EventKind::Create(_) => {
-                let Some(p) = event.paths.first() else { return };
-                match crate::origin::local::lstat_path(p) {
-                    Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => Change::Put,
-                    _ => return,
-                }
-            }
-            EventKind::Remove(RemoveKind::Folder) => Change::Delete { dir: true },
-            EventKind::Remove(_) => Change::Delete { dir: false },
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Change::Delete { dir: false },
-            _ => return,
-        };
-        let Some(abs) = event.paths.first() else {
-            return;
-        };
-        if abs
-            .file_name()
-            .is_some_and(|n| n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()))
-        {
-            return;
-        }
-        let selfc = self.self_changes();
-        match change {
-            Change::Put => {
-                let st = crate::origin::local::lstat_path(abs).ok();
-                if selfc.is_own_put(abs, st.as_ref()) {
-                    return;
-                }
-                let Some(st) = st else { return };
-                for (b, path) in self.bucket_paths(abs) {
-                    if self.timing(b, Ev::Put).is_some() {
-                        self.post(b, Ev::Put, &path, &st);
-                    }
-                }
-            }
-            Change::Delete { dir } => {
-                if selfc.is_own_delete(abs) {
-                    return;
-                }
-                let st = gone_stat(dir);
-                for (b, path) in self.bucket_paths(abs) {
-                    if self.timing(b, Ev::Delete).is_some() {
-                        self.post(b, Ev::Delete, &path, &st);
-                    }
-                }
-            }
         }
     }
 }
@@ -649,7 +564,7 @@ impl crate::sink::EventSink for Engine {
         path: &[OsString],
         st: &libc::stat,
         source: Source,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PreRefusal> {
         Engine::pre(self, b, ev, path, st, source)
     }
     fn self_changes(&self) -> &SelfChanges {

@@ -319,8 +319,8 @@ impl Core {
     }
 }
 
-fn pre_failed(event: &str, path: &[OsString], error: String) -> Errno {
+fn pre_failed(event: &str, path: &[OsString], error: crate::sink::PreRefusal) -> Errno {
     tracing::warn!(event, path = ?crate::item::path_text(path), %error,
         "pre workflow aborted; the operation fails with EIO");
-    Errno::EIO
+    error.errno()
 }

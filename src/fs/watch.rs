@@ -1,14 +1,13 @@
 //! Keeps the kernel's caches true to local origins changed behind the
-//! mount's back (another process, an FTP server): an inotify watch (via
-//! `notify`) on every local origin, turned into FUSE cache invalidations for
-//! the nodes the kernel may hold. Inotify does not see changes made on other
+//! mount's back (another process, an FTP server): the events of the origin
+//! watcher (`crate::watch`, which the daemon subscribes [`invalidate`] to)
+//! turned into FUSE cache invalidations for the nodes the kernel may hold. Inotify does not see changes made on other
 //! NFS clients; for those, the attribute TTL bounds how stale a view can be.
 
 use std::ffi::OsString;
-use std::sync::Arc;
 
+use notify::Event;
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-use notify::{Event, RecursiveMode, Watcher};
 
 use super::Core;
 use super::inodes::Ino;
@@ -101,24 +100,4 @@ fn invalidate_path(
         cache.inval_entry(parent, name);
         cache.inval_inode(parent, true);
     }
-}
-
-/// Starts watching every local origin of `core`. The returned watcher must
-/// be kept alive for as long as the mount is.
-pub fn start(
-    core: Arc<Core>,
-    cache: Arc<dyn KernelCache>,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let handler_core = core.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
-        Ok(event) => invalidate(&handler_core, cache.as_ref(), &event),
-        Err(e) => tracing::warn!(error = %e, "origin watcher error"),
-    })?;
-    for root in core.local_roots() {
-        if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
-            tracing::warn!(origin = %root.display(), error = %e,
-                "cannot watch origin; external changes show after the attribute TTL");
-        }
-    }
-    Ok(watcher)
 }

@@ -6,14 +6,23 @@
 //! fsync (a count is a statistic: losing the last increments to a power cut
 //! is acceptable, losing all of them to a restart is not) and rewritten with
 //! only the live counts when it grows to four times their number.
+//!
+//! The mutex guards only the in-memory counts: a hit updates them and hands
+//! the line to one writer thread, which appends in batches and compacts —
+//! so no caller ever waits for the disk, and no lock is held across a write
+//! or an fsync. Lines carry a sequence number so that a compaction (a
+//! snapshot of the counts) is not followed by older lines already queued.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use super::atomic::{clean_stale, write_atomic};
+use super::jsonl::{JsonlFile, encode, lines};
 
 const FILE: &str = "hits.jsonl";
 const MIN_COMPACT: u64 = 1024;
@@ -25,15 +34,19 @@ struct Line {
     n: u64,
 }
 
+type Counts = FxHashMap<(String, String), u64>;
+
 struct Inner {
-    counts: FxHashMap<(String, String), u64>,
-    file: Option<File>,
-    lines: u64,
+    counts: Counts,
+    /// Sequence number of the last line handed to the writer.
+    seq: u64,
 }
 
 pub struct HitStore {
-    path: PathBuf,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+    /// To the writer thread; None when the store cannot be written.
+    tx: Option<Sender<(u64, Line)>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl HitStore {
@@ -42,12 +55,11 @@ impl HitStore {
     pub fn open(state_dir: &Path) -> HitStore {
         let path = state_dir.join(FILE);
         let mut counts = FxHashMap::default();
-        let mut lines = 0;
-        if let Ok(f) = File::open(&path) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                lines += 1;
-                match serde_json::from_str::<Line>(&line) {
+        let mut n_lines = 0;
+        if let Ok(data) = std::fs::read(&path) {
+            for (_, line) in lines(&data).0 {
+                n_lines += 1;
+                match serde_json::from_slice::<Line>(line) {
                     Ok(l) if l.n == 0 => {
                         counts.remove(&(l.b, l.p));
                     }
@@ -58,21 +70,37 @@ impl HitStore {
                 }
             }
         }
-        let file = match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(f) => Some(f),
+        let _ = clean_stale(state_dir, FILE);
+        let inner = Arc::new(Mutex::new(Inner { counts, seq: 0 }));
+        let mut file = JsonlFile::new(state_dir, FILE);
+        // Open now, so a store that cannot be written says so once, at start.
+        let (tx, writer) = match file.append(b"", false) {
+            Ok(()) => {
+                let (tx, rx) = channel();
+                let w = Writer {
+                    dir: state_dir.to_path_buf(),
+                    path,
+                    file,
+                    lines: n_lines,
+                    inner: inner.clone(),
+                };
+                match std::thread::Builder::new()
+                    .name("storgate-hits".into())
+                    .spawn(move || w.run(rx))
+                {
+                    Ok(h) => (Some(tx), Some(h)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start the hit-count writer; counting in memory only");
+                        (None, None)
+                    }
+                }
+            }
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot write hit counts; counting in memory only");
-                None
+                tracing::warn!(error = %e, "cannot write hit counts; counting in memory only");
+                (None, None)
             }
         };
-        HitStore {
-            path,
-            inner: Mutex::new(Inner {
-                counts,
-                file,
-                lines,
-            }),
-        }
+        HitStore { inner, tx, writer }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -90,15 +118,11 @@ impl HitStore {
     /// Records one onGet of `path`; returns the new count.
     pub fn hit(&self, bucket: &str, path: &str) -> u64 {
         let mut g = self.lock();
-        let n = {
-            let c = g
-                .counts
-                .entry((bucket.to_string(), path.to_string()))
-                .or_insert(0);
-            *c += 1;
-            *c
-        };
-        self.append(&mut g, bucket, path, n);
+        let key = (bucket.to_string(), path.to_string());
+        let c = g.counts.entry(key).or_insert(0);
+        *c += 1;
+        let n = *c;
+        self.record(&mut g, bucket, path, n);
         n
     }
 
@@ -112,57 +136,98 @@ impl HitStore {
         {
             return;
         }
-        self.append(&mut g, bucket, path, 0);
+        self.record(&mut g, bucket, path, 0);
     }
 
-    fn append(&self, g: &mut Inner, bucket: &str, path: &str, n: u64) {
+    /// Queues the line under the lock, so the queue's order is the order of
+    /// the changes; sending never blocks.
+    fn record(&self, g: &mut Inner, bucket: &str, path: &str, n: u64) {
+        let Some(tx) = &self.tx else { return };
+        g.seq += 1;
         let line = Line {
             b: bucket.to_string(),
             p: path.to_string(),
             n,
         };
-        let Ok(mut text) = serde_json::to_string(&line) else {
-            return;
-        };
-        text.push('\n');
-        if let Some(f) = g.file.as_mut()
-            && let Err(e) = f.write_all(text.as_bytes())
-        {
-            tracing::warn!(file = %self.path.display(), error = %e, "cannot record a hit count");
+        let _ = tx.send((g.seq, line));
+    }
+}
+
+impl Drop for HitStore {
+    /// Writes what is still queued before the store goes away.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
         }
-        g.lines += 1;
-        if g.lines >= MIN_COMPACT && g.lines > 4 * g.counts.len() as u64 {
-            self.compact(g);
+    }
+}
+
+/// The one thread that writes `hits.jsonl`.
+struct Writer {
+    dir: PathBuf,
+    path: PathBuf,
+    file: JsonlFile,
+    /// Lines in the file.
+    lines: u64,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<(u64, Line)>) {
+        // Lines numbered up to here are already in the compacted file.
+        let mut snapshot_seq = 0u64;
+        let mut buf = Vec::new();
+        while let Ok(first) = rx.recv() {
+            buf.clear();
+            let mut batch = 0u64;
+            for (seq, line) in std::iter::once(first).chain(rx.try_iter()) {
+                if seq <= snapshot_seq {
+                    continue;
+                }
+                if let Ok(l) = encode(&line) {
+                    buf.extend_from_slice(&l);
+                    batch += 1;
+                }
+            }
+            if let Err(e) = self.file.append(&buf, false) {
+                tracing::warn!(error = %e, "cannot record hit counts");
+            }
+            self.lines += batch;
+            let live = self.inner.lock().map_or(0, |g| g.counts.len()) as u64;
+            if self.lines >= MIN_COMPACT && self.lines > 4 * live {
+                snapshot_seq = self.compact().unwrap_or(snapshot_seq);
+            }
         }
     }
 
-    fn compact(&self, g: &mut Inner) {
-        let tmp = self.path.with_extension("jsonl.tmp");
-        let write = || -> std::io::Result<File> {
-            let mut f = File::create(&tmp)?;
-            let mut buf = String::new();
-            for ((b, p), n) in &g.counts {
-                if let Ok(s) = serde_json::to_string(&Line {
-                    b: b.clone(),
-                    p: p.clone(),
-                    n: *n,
-                }) {
-                    buf.push_str(&s);
-                    buf.push('\n');
-                }
-            }
-            f.write_all(buf.as_bytes())?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &self.path)?;
-            OpenOptions::new().append(true).open(&self.path)
+    /// Rewrites the file with the live counts; returns the sequence number
+    /// the snapshot covers.
+    fn compact(&mut self) -> Option<u64> {
+        let (snapshot, seq) = {
+            let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            (g.counts.clone(), g.seq)
         };
-        match write() {
+        let mut data = Vec::new();
+        for ((b, p), n) in snapshot {
+            if let Ok(l) = encode(&Line { b, p, n }) {
+                data.extend_from_slice(&l);
+            }
+        }
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(FILE);
+        match write_atomic(&self.dir, name, &data) {
             Ok(f) => {
-                g.file = Some(f);
-                g.lines = g.counts.len() as u64;
+                self.file.replace(f);
+                self.lines = lines(&data).0.len() as u64;
+                Some(seq)
             }
             Err(e) => {
-                tracing::warn!(file = %self.path.display(), error = %e, "cannot compact hit counts")
+                tracing::warn!(error = %e, "cannot compact hit counts");
+                None
             }
         }
     }
