@@ -87,7 +87,7 @@ impl Runner {
         task: &Task,
         item: &Item,
         source_dir: &str,
-    ) -> WorkflowResult<String> {
+    ) -> Result<String, WorkflowError> {
         let rendered = self
             .templates
             .render_path(

@@ -12,7 +12,7 @@ use super::path::normalize_path;
 use crate::config::template::prepare;
 use crate::error::Errno;
 use crate::item::Item;
-use crate::workflow::error::{WorkflowError, WorkflowResult};
+use crate::workflow::error::WorkflowError;
 
 impl Item {
     fn to_value(&self) -> Value {
@@ -130,7 +130,7 @@ impl Templates {
         template: &str,
         item: &Item,
         source_dir: &str,
-    ) -> WorkflowResult<String> {
+    ) -> Result<String, WorkflowError> {
         let out = self
             .render(template, item, source_dir, None)
             .map_err(|f| match f {
