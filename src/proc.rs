@@ -194,9 +194,12 @@ async fn supervise(spec: ChildSpec<'_>, name: &str, timeout: Duration) -> Result
     // exit it removes background jobs the program left, which would
     // otherwise outlive the task (and keep stderr open). On timeout the leader
     // is still unreaped, so its pid (the group id) cannot have been reused.
-    // After a normal exit it was reaped, but the kernel keeps a group id
-    // allocated while any member remains, so the kill can reach only our
-    // leftovers (ESRCH when there are none, which is fine).
+    // After a normal exit it was reaped (tokio offers no wait without
+    // reaping), but the kernel keeps a group id allocated while any member
+    // remains, so the kill reaches our leftovers; with none left it gets
+    // ESRCH, unless the pid counter wrapped around `pid_max` in the few
+    // microseconds since the reap and a new group took the number, which
+    // we accept.
     let _ = killpg(group, Signal::SIGKILL);
     let timed_out = exited.is_err();
     let status = match exited {

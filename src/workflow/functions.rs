@@ -130,8 +130,8 @@ pub(crate) fn body_excerpt(reader: &mut impl Read) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_http::{Reply, Server};
     use super::*;
+    use crate::workflow::test_http::{Reply, Server};
     use std::time::Instant;
 
     fn argv(a: &[&str]) -> Vec<String> {

@@ -135,10 +135,8 @@ impl WebhookCaller {
             })
             .call()
             .map_err(|last| {
-                WorkflowError::new(
-                    last.errno(),
-                    format!("POST {url}: {attempts} attempts failed, last: {last}"),
-                )
+                let message = format!("POST {url}: {attempts} attempts failed, last: {last}");
+                WorkflowError::wrap(last.errno(), message, last)
             })
     }
 
