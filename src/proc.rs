@@ -378,6 +378,27 @@ mod tests {
     }
 
     #[test]
+    fn many_children_one_after_another_and_side_by_side() {
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for i in 0..20 {
+                        let data = format!("item {i}");
+                        let spec = ChildSpec {
+                            program: Path::new("sh"),
+                            args: &argv(&["-c", "sleep 0.01; exec cat"]),
+                            env: &[],
+                            stdin: ChildInput::Bytes(data.as_bytes()),
+                            stdout: ChildOutput::Discard,
+                        };
+                        run_child(spec, T).expect("child runs");
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn works_from_inside_a_runtime() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -73,3 +73,20 @@ impl From<ProcError> for WorkflowError {
         WorkflowError::wrap(e.errno(), e.to_string(), e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_errno_and_source_are_kept_through_context() {
+        let io = io::Error::from_raw_os_error(libc::ENOENT);
+        let e = WorkflowError::io("cannot open /x", io).context("task 0");
+        assert_eq!(e.errno(), Errno::ENOENT);
+        assert!(e.to_string().starts_with("task 0: cannot open /x: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let plain = WorkflowError::new(Errno::EINVAL, "bad");
+        assert_eq!(plain.to_string(), "bad");
+        assert!(std::error::Error::source(&plain).is_none());
+    }
+}
