@@ -4,7 +4,7 @@
 //! Layers, each naming only the ones listed after it (see
 //! `doc/ARCHITECTURE.md`; `scripts/check-layers.py` fails CI on a cycle):
 //! `cli`, `daemon`, `fuse`, `fs`, `batch`, `events`, `workflow`, `sink`,
-//! `bucket`, `origin`, `tree`, `item`, `filter`, `state`, `throttle`,
+//! `bucket`, `origin`, `tree`, `item`, `filter`, `state`, `proc`, `throttle`,
 //! `config`, `error`.
 
 pub mod batch;
@@ -19,6 +19,7 @@ pub mod fs;
 pub mod fuse;
 pub mod item;
 pub mod origin;
+pub mod proc;
 pub mod sink;
 pub mod state;
 pub mod throttle;

@@ -13,24 +13,44 @@
 //! minijinja (like Jinja2) does not parse. [`prepare`] rewrites such
 //! expressions to `(item.path | basename | rsplit('.', 1))[0]`; the renderer
 //! must compile `prepare(template)` too, exactly as [`check_syntax`] does.
+//!
+//! Why a tokenizer of our own, next to minijinja's parser: the rewrite must
+//! happen on the source text *before* minijinja parses it (minijinja rejects
+//! the unrewritten form), and minijinja exposes neither its lexer nor a way to
+//! hook its parser. Everything else — syntax, and the names a template uses
+//! (`Template::undeclared_variables`, should a check ever want them) — is
+//! minijinja's own. No check here scans for variables: strict undefined
+//! behaviour at render time reports a misspelt name.
 
 use minijinja::Environment;
 
+/// A template minijinja cannot compile. `Display` is the message
+/// `storgate check` prints: `bad template: <kind>: <detail>[ (line N)]`.
+#[derive(Debug, thiserror::Error)]
+#[error("bad template: {what}")]
+pub struct TemplateSyntaxError {
+    what: String,
+    #[source]
+    source: minijinja::Error,
+}
+
 /// Compiles `prepare(src)` and returns minijinja's syntax error, if any.
-pub(crate) fn check_syntax(src: &str) -> Result<(), String> {
+pub(crate) fn check_syntax(src: &str) -> Result<(), TemplateSyntaxError> {
     let env = Environment::new();
     let prepared = prepare(src);
     match env.template_from_str(&prepared) {
         Ok(_) => Ok(()),
         Err(e) => {
-            let what = match e.detail() {
+            let mut what = match e.detail() {
                 Some(d) => format!("{}: {d}", e.kind()),
                 None => e.kind().to_string(),
             };
-            match e.line() {
-                Some(l) if src.contains('\n') => Err(format!("bad template: {what} (line {l})")),
-                _ => Err(format!("bad template: {what}")),
+            if let Some(l) = e.line()
+                && src.contains('\n')
+            {
+                what.push_str(&format!(" (line {l})"));
             }
+            Err(TemplateSyntaxError { what, source: e })
         }
     }
 }
@@ -325,7 +345,9 @@ mod tests {
             .is_ok()
         );
         assert!(check_syntax("/a/{% if item.size > 10 %}big{% else %}small{% endif %}").is_ok());
-        let e = check_syntax("/newimg/{{ item.path }").unwrap_err();
+        let e = check_syntax("/newimg/{{ item.path }")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("bad template: syntax error"), "{e}");
         assert!(check_syntax("/a/{% if x %}").is_err());
         assert!(check_syntax("{{ }}").is_err());

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::error::{WorkflowError, WorkflowResult};
 use super::functions;
 use super::template::{Templates, check_bucket_path};
 use crate::bucket::BucketState;
@@ -86,7 +87,7 @@ impl Runner {
         task: &Task,
         item: &Item,
         source_dir: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, WorkflowError> {
         let rendered = self
             .templates
             .render_path(
@@ -95,12 +96,14 @@ impl Runner {
                 source_dir,
                 task.path_pattern.as_ref(),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(path_error)?;
         check_bucket_path(&rendered, &bucket.tree)
-            .map_err(|e| e.in_template(&task.save_path).to_string())
+            .map_err(|e| path_error(e.in_template(&task.save_path)))
     }
 
-    /// Runs `workflow` on `item`.
+    /// Runs `workflow` on `item`, inside a `workflow_item` span (bucket,
+    /// workflow, path) that its task threads enter too, so every log line
+    /// of the item names it.
     pub fn run(
         &self,
         bucket: &BucketState,
@@ -109,6 +112,13 @@ impl Runner {
         source: &Source,
         source_dir: &str,
     ) -> Outcome {
+        let span = tracing::info_span!(
+            "workflow_item",
+            bucket = %bucket.name.to_string_lossy(),
+            workflow = %workflow.name,
+            path = ?item.path,
+        );
+        let _entered = span.enter();
         let store = self.store(bucket);
         let empty = || Ok(LocalSource::borrowed(PathBuf::from("/dev/null")));
         let found = match source {
@@ -146,11 +156,14 @@ impl Runner {
                     gone: true,
                 };
             }
-            (_, Some(Err(e))) => Err(format!("source {:?}: {e}", item.path)),
+            (_, Some(Err(e))) => Err(WorkflowError::new(
+                e,
+                format!("source {:?}: {e}", item.path),
+            )),
             // No task reads the bytes: don't fetch them.
             _ if workflow.tasks.is_empty() => empty(),
             (_, Some(Ok((mount, rel, st)))) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
-                store.materialize(mount, &rel)
+                store.materialize(mount, &rel).map_err(store_error)
             }
             // Directories and links carry no bytes: tasks read nothing.
             _ => empty(),
@@ -167,12 +180,12 @@ impl Runner {
                 };
                 return Outcome {
                     outputs: Vec::new(),
-                    error: Some(error),
+                    error: Some(error.to_string()),
                     gone,
                 };
             }
         };
-        let results: Vec<(String, Result<WriteStatus, String>)> = std::thread::scope(|s| {
+        let results: Vec<(String, WorkflowResult<WriteStatus>)> = std::thread::scope(|s| {
             let handles: Vec<_> = workflow
                 .tasks
                 .iter()
@@ -180,14 +193,20 @@ impl Runner {
                 .map(|(i, task)| {
                     let store = &store;
                     let local = &local.path;
-                    s.spawn(move || self.run_task(store, i, task, item, local, source_dir))
+                    let span = &span;
+                    s.spawn(move || {
+                        let _entered = span.enter();
+                        self.run_task(store, i, task, item, local, source_dir)
+                    })
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| (String::new(), Err("task panicked".to_string())))
+                    h.join().unwrap_or_else(|_| {
+                        let e = WorkflowError::new(Errno::EIO, "task panicked");
+                        (String::new(), Err(e))
+                    })
                 })
                 .collect()
         });
@@ -205,7 +224,7 @@ impl Runner {
                         save_path: path,
                         status: "failed",
                     });
-                    errors.push(e);
+                    errors.push(e.to_string());
                 }
             }
         }
@@ -229,41 +248,51 @@ impl Runner {
         item: &Item,
         source: &Path,
         source_dir: &str,
-    ) -> (String, Result<WriteStatus, String>) {
+    ) -> (String, WorkflowResult<WriteStatus>) {
         let path = match self.save_path(store.bucket, task, item, source_dir) {
             Ok(p) => p,
-            Err(e) => return (String::new(), Err(format!("task {index}: {e}"))),
+            Err(e) => return (String::new(), Err(e.context(format!("task {index}")))),
         };
         let comps = split_path(&path);
         let result = match &task.function {
-            Function::Copy => store.write(&comps, &path, task.when_exist, &|tmp| {
-                std::fs::copy(source, tmp)
-                    .map(drop)
-                    .map_err(|e| format!("copy {:?}: {e}", item.path))
-            }),
+            Function::Copy => store
+                .write(&comps, &path, task.when_exist, &|tmp| {
+                    std::fs::copy(source, tmp)
+                        .map(drop)
+                        .map_err(|e| format!("copy {:?}: {e}", item.path))
+                })
+                .map_err(store_error),
             Function::Exec(args) => {
-                let argv: Result<Vec<String>, String> = args
+                let argv: WorkflowResult<Vec<_>> = args
                     .iter()
                     .map(|a| self.templates.render_arg(a, item, source_dir))
                     .collect();
-                match argv {
-                    Ok(argv) => store.write(&comps, &path, task.when_exist, &|tmp| {
-                        functions::run_exec(&argv, source, tmp, task.timeout)
-                    }),
-                    Err(e) => Err(e),
-                }
+                argv.and_then(|argv| {
+                    store
+                        .write(&comps, &path, task.when_exist, &|tmp| {
+                            functions::run_exec(&argv, source, tmp, task.timeout)
+                                .map_err(|e| e.to_string())
+                        })
+                        .map_err(store_error)
+                })
             }
             Function::Http(function) => match &self.function_base_url {
                 Some(base) => {
                     let url = format!("{}{function}", base.trim_end_matches('/'));
-                    store.write(&comps, &path, task.when_exist, &|tmp| {
-                        functions::run_http(&url, source, tmp, task.timeout)
-                    })
+                    store
+                        .write(&comps, &path, task.when_exist, &|tmp| {
+                            functions::run_http(&url, source, tmp, task.timeout)
+                                .map_err(|e| e.to_string())
+                        })
+                        .map_err(store_error)
                 }
-                None => Err(format!("function {function:?} needs functionBaseUrl")),
+                None => Err(WorkflowError::new(
+                    Errno::EINVAL,
+                    format!("function {function:?} needs functionBaseUrl"),
+                )),
             },
         };
-        let result = result.map_err(|e| format!("task {index} ({path}): {e}"));
+        let result = result.map_err(|e| e.context(format!("task {index} ({path})")));
         (path, result)
     }
 
@@ -274,21 +303,34 @@ impl Runner {
         item: &Item,
         source: &[OsString],
         source_dir: &str,
-    ) -> Result<(), String> {
+    ) -> WorkflowResult<()> {
         match &workflow.on_complete.src {
             SrcOp::None => Ok(()),
-            SrcOp::Delete => store.remove(source, &item.path),
+            SrcOp::Delete => store.remove(source, &item.path).map_err(store_error),
             SrcOp::Move { path } => {
                 let rendered = self
                     .templates
                     .render_path(path, item, source_dir, None)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(path_error)?;
                 let to = check_bucket_path(&rendered, &store.bucket.tree)
-                    .map_err(|e| e.in_template(path).to_string())?;
-                store.rename(source, &split_path(&to), &item.path, &to)
+                    .map_err(|e| path_error(e.in_template(path)))?;
+                store
+                    .rename(source, &split_path(&to), &item.path, &to)
+                    .map_err(store_error)
             }
         }
     }
+}
+
+/// A template that cannot render or renders an unsafe path: EINVAL.
+fn path_error(e: super::template::PathError) -> WorkflowError {
+    WorkflowError::wrap(Errno::EINVAL, e.to_string(), e)
+}
+
+/// The bucket store's errors are plain messages today; they keep their
+/// text (and get EIO) until the store has an error type of its own.
+fn store_error(message: String) -> WorkflowError {
+    WorkflowError::new(Errno::EIO, message)
 }
 
 #[cfg(test)]

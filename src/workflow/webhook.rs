@@ -10,10 +10,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use backon::BlockingRetryable;
+
+use super::error::{WorkflowError, WorkflowResult};
+use super::functions::{body_excerpt, http_agent, http_errno};
 use crate::config::Webhook;
-use crate::workflow::functions::{
-    ChildInput, ChildOutput, ChildSpec, body_excerpt, http_agent, run_child,
-};
+use crate::error::Errno;
+use crate::proc::{ChildInput, ChildOutput, ChildSpec, run_child};
 
 /// Per-attempt timeout of a URL hook (SPEC §4.4).
 const URL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,10 +87,12 @@ impl WebhookCaller {
         hook: &Webhook,
         payload: &serde_json::Value,
         env: &WebhookEnv,
-    ) -> Result<(), String> {
+    ) -> WorkflowResult<()> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = serde_json::to_vec(payload)
-            .map_err(|e| format!("cannot encode payload: {e}"))
+            .map_err(|e| {
+                WorkflowError::wrap(Errno::EINVAL, format!("cannot encode payload: {e}"), e)
+            })
             .and_then(|body| match hook {
                 Webhook::Http(url) => self.call_url(url, &body),
                 Webhook::Exec(path) => self.call_exec(path, &body, env),
@@ -116,42 +121,44 @@ impl WebhookCaller {
         self.failures.load(Ordering::Relaxed)
     }
 
-    fn call_url(&self, url: &str, body: &[u8]) -> Result<(), String> {
+    fn call_url(&self, url: &str, body: &[u8]) -> WorkflowResult<()> {
         let attempts = self.backoff.len() + 1;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if let Some(pause) = attempt.checked_sub(2).and_then(|i| self.backoff.get(i)) {
-                std::thread::sleep(*pause);
-            }
-            match self.post_once(url, body) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::debug!(url, attempt, error = %e, "webhook attempt failed");
-                    last = e;
-                }
-            }
-        }
-        Err(format!(
-            "POST {url}: {attempts} attempts failed, last: {last}"
-        ))
+        // The pauses are exactly the configured ones (no jitter), so the
+        // spec's 3 attempts at 0 s, +0.5 s, +2 s hold.
+        let mut attempt = 1;
+        (|| self.post_once(url, body))
+            .retry(self.backoff.clone().into_iter())
+            .sleep(std::thread::sleep)
+            .notify(|e: &WorkflowError, _| {
+                tracing::debug!(url, attempt, error = %e, "webhook attempt failed");
+                attempt += 1;
+            })
+            .call()
+            .map_err(|last| {
+                let message = format!("POST {url}: {attempts} attempts failed, last: {last}");
+                WorkflowError::wrap(last.errno(), message, last)
+            })
     }
 
-    fn post_once(&self, url: &str, body: &[u8]) -> Result<(), String> {
+    fn post_once(&self, url: &str, body: &[u8]) -> WorkflowResult<()> {
         let response = self
             .agent
             .post(url)
             .header("Content-Type", "application/json")
             .send(body)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WorkflowError::wrap(http_errno(&e), e.to_string(), e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let mut reader = response.into_body().into_reader();
-        Err(format!("HTTP {status}{}", body_excerpt(&mut reader)))
+        Err(WorkflowError::new(
+            Errno::EIO,
+            format!("HTTP {status}{}", body_excerpt(&mut reader)),
+        ))
     }
 
-    fn call_exec(&self, program: &Path, body: &[u8], env: &WebhookEnv) -> Result<(), String> {
+    fn call_exec(&self, program: &Path, body: &[u8], env: &WebhookEnv) -> WorkflowResult<()> {
         let vars = [
             ("STORGATE_EVENT", env.event),
             ("STORGATE_BUCKET", env.bucket),
@@ -166,7 +173,7 @@ impl WebhookCaller {
             // Hooks must not write into the daemon's own stdout/log.
             stdout: ChildOutput::Discard,
         };
-        run_child(spec, self.exec_timeout)
+        Ok(run_child(spec, self.exec_timeout)?)
     }
 }
 
@@ -177,7 +184,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::workflow::functions::test_http::{Reply, Server};
+    use crate::workflow::test_http::{Reply, Server};
 
     const ENV: WebhookEnv<'static> = WebhookEnv {
         event: "onPut",
@@ -232,7 +239,8 @@ mod tests {
         let hook = Webhook::Http(server.url.clone());
         let e = caller
             .call(&hook, &payload(), &ENV)
-            .expect_err("always 500");
+            .expect_err("always 500")
+            .to_string();
         assert_eq!(server.requests().len(), 3);
         assert!(e.contains("3 attempts"), "{e}");
         assert!(e.contains("500") && e.contains("down for good"), "{e}");
@@ -253,7 +261,8 @@ mod tests {
         let start = Instant::now();
         let e = caller
             .call(&Webhook::Http(server.url.clone()), &payload(), &ENV)
-            .expect_err("times out");
+            .expect_err("times out")
+            .to_string();
         assert!(
             start.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -297,7 +306,8 @@ mod tests {
         let caller = fast();
         let e = caller
             .call(&Webhook::Exec(hook), &payload(), &ENV)
-            .expect_err("exit 7");
+            .expect_err("exit 7")
+            .to_string();
         assert!(e.contains("exit status: 7") && e.contains("nope"), "{e}");
         assert_eq!((caller.calls(), caller.failures()), (1, 1));
         // Not retried: the spec's 3 attempts are for URLs.
@@ -317,7 +327,8 @@ mod tests {
         let start = Instant::now();
         let e = caller
             .call(&Webhook::Exec(hook), &payload(), &ENV)
-            .expect_err("times out");
+            .expect_err("times out")
+            .to_string();
         assert!(e.contains("timed out after 0.5 s"), "{e}");
         assert!(
             start.elapsed() < Duration::from_secs(3),

@@ -15,7 +15,7 @@ use crate::config::template;
 /// (`savePath`, `onComplete.src.path`).
 fn check_path_template(cx: &mut Ctx, src: &str, path: &str, bcx: &BucketCtx) -> bool {
     if let Err(m) = template::check_syntax(src) {
-        cx.err(path, m);
+        cx.err(path, m.to_string());
         return false;
     }
     if src.trim().is_empty() {
@@ -164,7 +164,7 @@ fn task(cx: &mut Ctx, t: &RawTask, tp: &str, bcx: &BucketCtx, env: &Env, active:
             }
             for (i, a) in args.iter().enumerate() {
                 if let Err(m) = template::check_syntax(a) {
-                    cx.err(&join_index(&xp, i), m);
+                    cx.err(&join_index(&xp, i), m.to_string());
                 }
             }
             Function::Exec(args.clone())
