@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::client::S3Client;
 use super::file::{S3File, Staged};
@@ -42,16 +42,51 @@ pub(crate) enum Found {
     },
 }
 
-#[derive(Default)]
-struct Cache {
+/// Upper bound of the listing cache, in listed entries (the weight of a
+/// listing is its entry count). One entry costs roughly 200 bytes (name,
+/// key, ETag, map node), so this caps the listings held at about 40 MiB
+/// however many directories are browsed within one `metadataTtl`.
+const LISTED_ENTRIES_MAX: u64 = 200_000;
+/// Upper bound of the lookup cache, in keys: about 200 bytes each (key plus
+/// attributes), so about 20 MiB at most.
+const LOOKUPS_MAX: u64 = 100_000;
+
+/// The `metadataTtl` caches: an entry lives exactly `ttl` after it was
+/// stored (as S3 may change behind us), and the bounded capacity evicts the
+/// least useful entries first, so a long crawl cannot grow memory without
+/// end. Writes and deletes through this origin invalidate what they touch.
+struct TtlCaches {
     /// Listings by directory prefix.
-    dirs: HashMap<String, (Instant, Arc<BTreeMap<String, Listed>>)>,
+    dirs: moka::sync::Cache<String, Arc<BTreeMap<String, Listed>>>,
     /// Single lookups by key (`None` = known absent).
-    stats: HashMap<String, (Instant, Option<Found>)>,
-    /// User metadata seen (HEAD, our own uploads), by key, valid for one ETag:
-    /// lets listings show the real times without a HEAD per entry.
-    attrs: HashMap<String, (String, Attrs)>,
+    stats: moka::sync::Cache<String, Option<Found>>,
 }
+
+impl TtlCaches {
+    fn new(ttl: Duration) -> TtlCaches {
+        // moka rejects a zero TTL; with `metadataTtl: 0` nothing is stored.
+        let ttl = ttl.max(Duration::from_millis(1));
+        TtlCaches {
+            dirs: moka::sync::Cache::builder()
+                .max_capacity(LISTED_ENTRIES_MAX)
+                .weigher(|_, l: &Arc<BTreeMap<String, Listed>>| {
+                    u32::try_from(l.len()).unwrap_or(u32::MAX).max(1)
+                })
+                .time_to_live(ttl)
+                .build(),
+            stats: moka::sync::Cache::builder()
+                .max_capacity(LOOKUPS_MAX)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+}
+
+/// User metadata seen (HEAD, our own uploads), by key, valid for one ETag:
+/// lets listings show the real times without a HEAD per entry. Not a TTL
+/// cache: an entry stays right for as long as the object keeps its ETag, and
+/// it is persisted in the index log.
+type AttrIndex = HashMap<String, (String, Attrs)>;
 
 pub struct S3Origin {
     pub(crate) client: Arc<S3Client>,
@@ -61,7 +96,8 @@ pub struct S3Origin {
     ttl: Duration,
     pub(crate) timeout: Duration,
     pub(crate) staging: PathBuf,
-    cache: Mutex<Cache>,
+    cache: TtlCaches,
+    attrs: Mutex<AttrIndex>,
     /// Files open for writing, by key: what they hold is the file's state.
     writers: Mutex<HashMap<String, Weak<Staged>>>,
     mounted_at: (i64, i64),
@@ -176,10 +212,8 @@ impl S3Origin {
             ttl: ep.metadata_ttl,
             timeout: ep.timeout,
             staging,
-            cache: Mutex::new(Cache {
-                attrs,
-                ..Cache::default()
-            }),
+            cache: TtlCaches::new(ep.metadata_ttl),
+            attrs: Mutex::new(attrs),
             writers: Mutex::new(HashMap::new()),
             mounted_at: meta::now(),
             index_log: Mutex::new(index_log),
@@ -194,8 +228,8 @@ impl S3Origin {
         self.ttl
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    fn attrs(&self) -> std::sync::MutexGuard<'_, AttrIndex> {
+        self.attrs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs one metadata request, never longer than the endpoint's timeout
@@ -219,10 +253,6 @@ impl S3Origin {
         keys::key_of(&self.root, rel)
     }
 
-    fn fresh(&self, at: Instant) -> bool {
-        at.elapsed() < self.ttl
-    }
-
     fn parent_prefix(&self, rel: &[OsString]) -> FsResult<String> {
         keys::dir_prefix(&self.root, &rel[..rel.len().saturating_sub(1)])
     }
@@ -232,16 +262,14 @@ impl S3Origin {
         let (Ok(key), Ok(parent)) = (self.key(rel), self.parent_prefix(rel)) else {
             return;
         };
-        let mut c = self.cache();
-        c.stats.remove(&key);
-        c.dirs.remove(&parent);
-        c.dirs.remove(&format!("{key}/"));
+        self.cache.dirs.invalidate(&format!("{key}/"));
+        self.cache.stats.invalidate(&key);
+        self.cache.dirs.invalidate(&parent);
     }
 
     pub(crate) fn remember_attrs(&self, key: &str, etag: &str, attrs: Attrs) {
         let unchanged = self
-            .cache()
-            .attrs
+            .attrs()
             .insert(key.to_string(), (etag.to_string(), attrs))
             .is_some_and(|(e, a)| e == etag && a == attrs);
         if !unchanged {
@@ -257,7 +285,7 @@ impl S3Origin {
     }
 
     fn forget_attrs(&self, key: &str) {
-        if self.cache().attrs.remove(key).is_some() {
+        if self.attrs().remove(key).is_some() {
             self.log_index(IndexLine {
                 k: key.to_string(),
                 e: None,
@@ -282,7 +310,7 @@ impl S3Origin {
     }
 
     pub(super) fn known_attrs(&self, key: &str, etag: &str) -> Option<Attrs> {
-        match self.cache().attrs.get(key) {
+        match self.attrs().get(key) {
             Some((e, a)) if e == etag => Some(*a),
             _ => None,
         }
@@ -309,17 +337,13 @@ impl S3Origin {
 
     /// The listing of directory prefix `prefix`, from the cache if fresh.
     fn listing(&self, prefix: &str) -> FsResult<Arc<BTreeMap<String, Listed>>> {
-        if let Some((at, l)) = self.cache().dirs.get(prefix)
-            && self.fresh(*at)
-        {
-            return Ok(l.clone());
+        if let Some(l) = self.cache.dirs.get(prefix) {
+            return Ok(l);
         }
         let page = self.run(self.client.list_all(prefix, Some("/")))?;
         let listed = Arc::new(keys::entries_of(prefix, &page.objects, &page.prefixes));
         if !self.ttl.is_zero() {
-            self.cache()
-                .dirs
-                .insert(prefix.to_string(), (Instant::now(), listed.clone()));
+            self.cache.dirs.insert(prefix.to_string(), listed.clone());
         }
         Ok(listed)
     }
@@ -330,8 +354,7 @@ impl S3Origin {
         match entry {
             Listed::Dir => {
                 let known = self
-                    .cache()
-                    .attrs
+                    .attrs()
                     .get(&format!("{dir_key}/"))
                     .map(|(_, a)| *a);
                 (
@@ -385,19 +408,11 @@ impl S3Origin {
         if let Some(w) = self.writer(&key) {
             return w.found().map(|f| (f, true));
         }
-        if let Some((at, f)) = self.cache().stats.get(&key)
-            && self.fresh(*at)
-        {
-            return f.clone().map(|f| (f, true)).ok_or(Errno::ENOENT);
+        if let Some(f) = self.cache.stats.get(&key) {
+            return f.map(|f| (f, true)).ok_or(Errno::ENOENT);
         }
         let parent = self.parent_prefix(rel)?;
-        let cached_listing = self
-            .cache()
-            .dirs
-            .get(&parent)
-            .filter(|(at, _)| self.fresh(*at))
-            .map(|(_, l)| l.clone());
-        if let Some(listing) = cached_listing {
+        if let Some(listing) = self.cache.dirs.get(&parent) {
             let name = key.rsplit('/').next().unwrap_or(&key);
             match listing.get(name) {
                 Some(entry) => {
@@ -451,9 +466,7 @@ impl S3Origin {
             None
         };
         if !self.ttl.is_zero() {
-            self.cache()
-                .stats
-                .insert(key, (Instant::now(), found.clone()));
+            self.cache.stats.insert(key, found.clone());
         }
         found.map(|f| (f, true)).ok_or(Errno::ENOENT)
     }
