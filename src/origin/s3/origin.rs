@@ -16,7 +16,7 @@ use super::keys::{self, Listed};
 use super::meta::{self, Attrs, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::config::S3Endpoint;
 use crate::error::{Errno, FsResult};
-use crate::origin::{OriginDirEntry, SetTime};
+use crate::origin::{OriginDirEntry, OriginError, OriginResult, SetTime};
 
 /// The runtime that serves every S3 request of the daemon.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -51,6 +51,8 @@ const LISTED_ENTRIES_MAX: u64 = 200_000;
 /// attributes), so about 20 MiB at most.
 const LOOKUPS_MAX: u64 = 100_000;
 
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The `metadataTtl` caches: an entry lives exactly `ttl` after it was
 /// stored (as S3 may change behind us), and the bounded capacity evicts the
 /// least useful entries first, so a long crawl cannot grow memory without
@@ -64,8 +66,10 @@ struct TtlCaches {
 
 impl TtlCaches {
     fn new(ttl: Duration) -> TtlCaches {
-        // moka rejects a zero TTL; with `metadataTtl: 0` nothing is stored.
-        let ttl = ttl.max(Duration::from_millis(1));
+        // moka panics on a TTL over 1000 years; a configured `metadataTtl`
+        // that long means "forever", which a century is in practice. (With
+        // `metadataTtl: 0` nothing is stored at all: see the callers.)
+        let ttl = ttl.min(CENTURY);
         TtlCaches {
             dirs: moka::sync::Cache::builder()
                 .max_capacity(LISTED_ENTRIES_MAX)
@@ -187,16 +191,18 @@ impl S3Origin {
         ep: &S3Endpoint,
         prefix: &str,
         state_dir: &std::path::Path,
-    ) -> Result<Arc<S3Origin>, String> {
+    ) -> OriginResult<Arc<S3Origin>> {
         let client = runtime()
             .block_on(S3Client::connect(ep))
-            .map_err(|e| format!("aws_s3 {}: {e}", ep.name))?;
+            .map_err(|e| e.context(format!("aws_s3 {}", ep.name)))?;
         let staging = state_dir.join("staging");
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| format!("staging directory {}: {e}", staging.display()))?;
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            OriginError::from(e).context(format!("staging directory {}", staging.display()))
+        })?;
         let index_dir = state_dir.join("s3meta");
-        std::fs::create_dir_all(&index_dir)
-            .map_err(|e| format!("index directory {}: {e}", index_dir.display()))?;
+        std::fs::create_dir_all(&index_dir).map_err(|e| {
+            OriginError::from(e).context(format!("index directory {}", index_dir.display()))
+        })?;
         let safe = |s: &str| {
             s.replace(
                 |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '.',
@@ -233,13 +239,21 @@ impl S3Origin {
     }
 
     /// Runs one metadata request, never longer than the endpoint's timeout
-    /// (plus a margin for the SDK's own retry pacing).
-    pub(crate) fn run<T>(&self, fut: impl Future<Output = FsResult<T>>) -> FsResult<T> {
+    /// (plus a margin for the SDK's own retry pacing). The answer is the
+    /// errno: the client has logged the failure with its S3 code and
+    /// context where it happened.
+    pub(crate) fn run<T, E: Into<Errno>>(
+        &self,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> FsResult<T> {
         let limit = self.timeout + Duration::from_secs(5);
         runtime().block_on(async {
             match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(Errno(libc::ETIMEDOUT)),
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => {
+                    tracing::warn!(origin = %self.name, limit = ?limit, "S3 request timed out");
+                    Err(Errno::ETIMEDOUT)
+                }
             }
         })
     }
@@ -353,10 +367,7 @@ impl S3Origin {
     fn found_from_listing(&self, dir_key: &str, entry: &Listed) -> (Found, bool) {
         match entry {
             Listed::Dir => {
-                let known = self
-                    .attrs()
-                    .get(&format!("{dir_key}/"))
-                    .map(|(_, a)| *a);
+                let known = self.attrs().get(&format!("{dir_key}/")).map(|(_, a)| *a);
                 (
                     Found::Dir(known.unwrap_or_else(|| self.default_dir_attrs())),
                     known.is_some(),
@@ -431,7 +442,7 @@ impl S3Origin {
                 self.client
                     .list_page(&dir_prefix, None, None, None, Some(1))
             );
-            Ok((h?, l?))
+            Ok::<_, OriginError>((h?, l?))
         })?;
         let found = if !below.objects.is_empty() || !below.prefixes.is_empty() {
             let marker = below.objects.iter().find(|o| o.key == dir_prefix);
