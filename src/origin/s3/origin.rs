@@ -3,13 +3,14 @@
 //! cache of `metadataTtl`. Calls block the calling FUSE thread on the shared
 //! tokio runtime and are bounded by the endpoint's `timeout`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
+use super::cache::{Listing, TtlCaches};
 use super::client::S3Client;
 use super::file::{S3File, Staged};
 use super::keys::{self, Listed};
@@ -40,50 +41,6 @@ pub(crate) enum Found {
         etag: String,
         attrs: Attrs,
     },
-}
-
-/// Upper bound of the listing cache, in listed entries (the weight of a
-/// listing is its entry count). One entry costs roughly 200 bytes (name,
-/// key, ETag, map node), so this caps the listings held at about 40 MiB
-/// however many directories are browsed within one `metadataTtl`.
-const LISTED_ENTRIES_MAX: u64 = 200_000;
-/// Upper bound of the lookup cache, in keys: about 200 bytes each (key plus
-/// attributes), so about 20 MiB at most.
-const LOOKUPS_MAX: u64 = 100_000;
-
-const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The `metadataTtl` caches: an entry lives exactly `ttl` after it was
-/// stored (as S3 may change behind us), and the bounded capacity evicts the
-/// least useful entries first, so a long crawl cannot grow memory without
-/// end. Writes and deletes through this origin invalidate what they touch.
-struct TtlCaches {
-    /// Listings by directory prefix.
-    dirs: moka::sync::Cache<String, Arc<BTreeMap<String, Listed>>>,
-    /// Single lookups by key (`None` = known absent).
-    stats: moka::sync::Cache<String, Option<Found>>,
-}
-
-impl TtlCaches {
-    fn new(ttl: Duration) -> TtlCaches {
-        // moka panics on a TTL over 1000 years; a configured `metadataTtl`
-        // that long means "forever", which a century is in practice. (With
-        // `metadataTtl: 0` nothing is stored at all: see the callers.)
-        let ttl = ttl.min(CENTURY);
-        TtlCaches {
-            dirs: moka::sync::Cache::builder()
-                .max_capacity(LISTED_ENTRIES_MAX)
-                .weigher(|_, l: &Arc<BTreeMap<String, Listed>>| {
-                    u32::try_from(l.len()).unwrap_or(u32::MAX).max(1)
-                })
-                .time_to_live(ttl)
-                .build(),
-            stats: moka::sync::Cache::builder()
-                .max_capacity(LOOKUPS_MAX)
-                .time_to_live(ttl)
-                .build(),
-        }
-    }
 }
 
 /// User metadata seen (HEAD, our own uploads), by key, valid for one ETag:
@@ -276,9 +233,7 @@ impl S3Origin {
         let (Ok(key), Ok(parent)) = (self.key(rel), self.parent_prefix(rel)) else {
             return;
         };
-        self.cache.dirs.invalidate(&format!("{key}/"));
-        self.cache.stats.invalidate(&key);
-        self.cache.dirs.invalidate(&parent);
+        self.cache.forget(&key, &parent);
     }
 
     pub(crate) fn remember_attrs(&self, key: &str, etag: &str, attrs: Attrs) {
@@ -350,15 +305,13 @@ impl S3Origin {
     }
 
     /// The listing of directory prefix `prefix`, from the cache if fresh.
-    fn listing(&self, prefix: &str) -> FsResult<Arc<BTreeMap<String, Listed>>> {
-        if let Some(l) = self.cache.dirs.get(prefix) {
+    fn listing(&self, prefix: &str) -> FsResult<Listing> {
+        if let Some(l) = self.cache.listing(prefix) {
             return Ok(l);
         }
         let page = self.run(self.client.list_all(prefix, Some("/")))?;
         let listed = Arc::new(keys::entries_of(prefix, &page.objects, &page.prefixes));
-        if !self.ttl.is_zero() {
-            self.cache.dirs.insert(prefix.to_string(), listed.clone());
-        }
+        self.cache.store_listing(prefix, listed.clone());
         Ok(listed)
     }
 
@@ -419,11 +372,11 @@ impl S3Origin {
         if let Some(w) = self.writer(&key) {
             return w.found().map(|f| (f, true));
         }
-        if let Some(f) = self.cache.stats.get(&key) {
+        if let Some(f) = self.cache.lookup(&key) {
             return f.map(|f| (f, true)).ok_or(Errno::ENOENT);
         }
         let parent = self.parent_prefix(rel)?;
-        if let Some(listing) = self.cache.dirs.get(&parent) {
+        if let Some(listing) = self.cache.listing(&parent) {
             let name = key.rsplit('/').next().unwrap_or(&key);
             match listing.get(name) {
                 Some(entry) => {
@@ -476,9 +429,7 @@ impl S3Origin {
         } else {
             None
         };
-        if !self.ttl.is_zero() {
-            self.cache.stats.insert(key, found.clone());
-        }
+        self.cache.store_lookup(key, found.clone());
         found.map(|f| (f, true)).ok_or(Errno::ENOENT)
     }
 
