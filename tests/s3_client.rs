@@ -96,8 +96,8 @@ async fn head_and_list_with_paging() {
     assert_eq!(h.etag, etag);
     assert_eq!(h.user, meta(&[("mtime", "123"), ("mode", "33188")]));
     assert!(h.last_modified > std::time::UNIX_EPOCH);
-    assert_eq!(c.head("dir/missing").await, Ok(None));
-    assert_eq!(c.head("dir").await, Ok(None));
+    assert_eq!(c.head("dir/missing").await.map_err(|e| e.errno()), Ok(None));
+    assert_eq!(c.head("dir").await.map_err(|e| e.errno()), Ok(None));
 
     let root = c.list_all("", Some("/")).await.expect("list root");
     assert_eq!(root.prefixes, vec!["dir/".to_string()]);
@@ -204,26 +204,37 @@ async fn get_range_and_if_match() {
 
     assert_eq!(
         c.get_range("obj", 0..10, Some("\"0123456789abcdef0123456789abcdef\""))
-            .await,
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ESTALE)
     );
     assert_eq!(
-        c.get_range("nothing", 0..10, None).await,
+        c.get_range("nothing", 0..10, None)
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ENOENT)
     );
 
     // get_to_file: pinned to an ETag, and the file is truncated to the object.
     let file = tempfile::tempfile().expect("tempfile");
     file.set_len(5000).expect("set_len");
-    assert_eq!(c.get_to_file("obj", &file, Some(&etag)).await, Ok(1000));
+    assert_eq!(
+        c.get_to_file("obj", &file, Some(&etag))
+            .await
+            .map_err(|e| e.errno()),
+        Ok(1000)
+    );
     assert_eq!(file.metadata().expect("stat").len(), 1000);
     assert_eq!(
         c.get_to_file("obj", &file, Some("\"ffffffffffffffffffffffffffffffff\""))
-            .await,
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ESTALE)
     );
     assert_eq!(
-        c.get_to_file("nothing", &file, None).await,
+        c.get_to_file("nothing", &file, None)
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ENOENT)
     );
 
@@ -276,7 +287,8 @@ async fn upload_file_single_and_multipart() {
     // A missing file is an error, not an empty object.
     assert_eq!(
         c.upload_file("x", &dir.path().join("nope"), &HashMap::new())
-            .await,
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ENOENT)
     );
 }
@@ -314,7 +326,12 @@ async fn copy_replace_keep_and_multipart() {
     let h = c.head("dst/kept").await.expect("head").expect("exists");
     assert_eq!(h.user, meta(&[("mtime", "1"), ("mode", "33188")]));
 
-    assert_eq!(c.copy("missing", "dst/x", None).await, Err(Errno::ENOENT));
+    assert_eq!(
+        c.copy("missing", "dst/x", None)
+            .await
+            .map_err(|e| e.errno()),
+        Err(Errno::ENOENT)
+    );
 
     // The multipart copy path, with a small threshold: 12 MiB in 5 MiB parts.
     let big = pattern(12 * MIB as usize + 3, 5);
@@ -353,7 +370,7 @@ async fn delete_objects() {
         .expect("put");
     assert!(c.head("a/b").await.expect("head").is_some());
     c.delete("a/b").await.expect("delete");
-    assert_eq!(c.head("a/b").await, Ok(None));
+    assert_eq!(c.head("a/b").await.map_err(|e| e.errno()), Ok(None));
     // Deleting what is not there succeeds.
     c.delete("a/b").await.expect("delete again");
     assert!(c.list_all("", None).await.expect("list").objects.is_empty());
@@ -370,7 +387,8 @@ async fn conditional_put_and_delete() {
         .expect("create");
     assert_eq!(
         c.put_bytes_if("lease", b"b".to_vec(), &none, Cond::Absent)
-            .await,
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::EEXIST)
     );
     let e2 = c
@@ -379,17 +397,24 @@ async fn conditional_put_and_delete() {
         .expect("replace");
     assert_eq!(
         c.put_bytes_if("lease", b"d".to_vec(), &none, Cond::Match(&e1))
-            .await,
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::ESTALE)
     );
     assert_eq!(
         c.get_range("lease", 0..10, None).await.expect("get"),
         b"c"[..]
     );
-    assert_eq!(c.delete_if("lease", &e1).await, Err(Errno::ESTALE));
+    assert_eq!(
+        c.delete_if("lease", &e1).await.map_err(|e| e.errno()),
+        Err(Errno::ESTALE)
+    );
     c.delete_if("lease", &e2).await.expect("delete");
-    assert_eq!(c.head("lease").await, Ok(None));
-    assert_eq!(c.delete_if("lease", &e2).await, Err(Errno::ENOENT));
+    assert_eq!(c.head("lease").await.map_err(|e| e.errno()), Ok(None));
+    assert_eq!(
+        c.delete_if("lease", &e2).await.map_err(|e| e.errno()),
+        Err(Errno::ENOENT)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,10 +424,15 @@ async fn missing_bucket_is_eio_not_enoent() {
         .await
         .expect("connect");
     assert_eq!(
-        c.list_page("", None, None, None, None).await,
+        c.list_page("", None, None, None, None)
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::EIO)
     );
-    assert_eq!(c.get_range("k", 0..1, None).await, Err(Errno::EIO));
+    assert_eq!(
+        c.get_range("k", 0..1, None).await.map_err(|e| e.errno()),
+        Err(Errno::EIO)
+    );
 }
 
 #[test]
@@ -413,10 +443,14 @@ fn harness_disables_imds() {
     );
 }
 
-fn assert_fails_fast<T: std::fmt::Debug>(what: &str, res: Result<T, Errno>, started: Instant) {
+fn assert_fails_fast<T: std::fmt::Debug, E: Into<Errno> + std::fmt::Debug>(
+    what: &str,
+    res: Result<T, E>,
+    started: Instant,
+) {
     let took = started.elapsed();
     eprintln!("{what}: {res:?} after {took:?}");
-    match res {
+    match res.map_err(Into::into) {
         Err(e) if e == Errno::EIO || e == Errno::ETIMEDOUT => {}
         other => panic!("{what}: expected EIO or ETIMEDOUT, got {other:?}"),
     }
@@ -493,7 +527,9 @@ async fn stopped_server_fails_fast_and_recovers() {
     // After a restart (moto comes back empty) the same client works again.
     srv.start();
     assert_eq!(
-        c.list_page("", None, None, None, None).await,
+        c.list_page("", None, None, None, None)
+            .await
+            .map_err(|e| e.errno()),
         Err(Errno::EIO),
         "NoSuchBucket is EIO, not ENOENT"
     );
@@ -525,7 +561,10 @@ async fn hung_server_times_out() {
 
     srv.pause();
     let t = Instant::now();
-    let res = c.get_range("obj", 0..100, None).await;
+    let res = c
+        .get_range("obj", 0..100, None)
+        .await
+        .map_err(|e| e.errno());
     assert_fails_fast("get_range on a hung server", res.clone(), t);
     assert_eq!(res, Err(Errno::ETIMEDOUT));
     let t = Instant::now();
@@ -665,9 +704,12 @@ async fn prefetcher_overwrite_gives_estale() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err, Errno::ESTALE);
+    assert_eq!(err.errno(), Errno::ESTALE);
     // It stays stale.
-    assert_eq!(pf.read(offset, step).await, Err(Errno::ESTALE));
+    assert_eq!(
+        pf.read(offset, step).await.map_err(|e| e.errno()),
+        Err(Errno::ESTALE)
+    );
     // A handle opened on the new version reads it.
     let pf2 = Prefetcher::new(c.clone(), "obj".into(), etag2, new.len() as u64);
     assert_eq!(

@@ -50,7 +50,9 @@ pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
                             b.meta.name
                         )
                     })?;
-                    origins.push(Backend::S3(S3Origin::new(ep, prefix, &config.state_dir)?));
+                    origins.push(Backend::S3(
+                        S3Origin::new(ep, prefix, &config.state_dir).map_err(|e| e.to_string())?,
+                    ));
                 }
             }
         }

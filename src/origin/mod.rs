@@ -3,8 +3,11 @@
 //! directories (`local`) are plain syscalls; everything S3-specific lives
 //! in `s3`. The file-system core only ever talks to these two types.
 
+mod error;
 pub mod local;
 pub mod s3;
+
+pub use error::{OriginError, OriginResult};
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

@@ -168,7 +168,7 @@ impl Staged {
                 super::origin::runtime().block_on(client.get_to_file(&key, &file, Some(&etag)));
             if let Err(e) = got {
                 let _ = std::fs::remove_file(&path);
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(Arc::new(Staged {

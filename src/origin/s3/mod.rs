@@ -1,11 +1,14 @@
-//! S3 origins. `client` is the async S3 layer (requests with errno
-//! semantics, multipart upload and copy, parallel downloads); `prefetch` is the
+//! S3 origins. `client` is the async S3 layer (requests failing with an
+//! [`OriginError`](crate::origin::OriginError), multipart upload and copy,
+//! parallel downloads); `prefetch` is the
 //! per-handle sequential read-ahead on top of it; `keys` maps object keys to
 //! paths; `meta` keeps POSIX attributes in s3fs-compatible user metadata;
-//! `origin` is the bucket as an origin (lookups, listings, cache, namespace
-//! operations) and `file` its open files (streamed reads, staged writes);
+//! `origin` is the bucket as an origin (lookups, listings, namespace
+//! operations) with `cache` its bounded `metadataTtl` caches, and `file` its
+//! open files (streamed reads, staged writes);
 //! `flat` lists a whole subtree in key order for batch scans.
 
+mod cache;
 pub mod client;
 mod file;
 pub mod flat;

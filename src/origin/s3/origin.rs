@@ -3,20 +3,21 @@
 //! cache of `metadataTtl`. Calls block the calling FUSE thread on the shared
 //! tokio runtime and are bounded by the endpoint's `timeout`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use super::cache::{Listing, TtlCaches};
 use super::client::S3Client;
 use super::file::{S3File, Staged};
 use super::keys::{self, Listed};
 use super::meta::{self, Attrs, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::config::S3Endpoint;
 use crate::error::{Errno, FsResult};
-use crate::origin::{OriginDirEntry, SetTime};
+use crate::origin::{OriginDirEntry, OriginError, OriginResult, SetTime};
 
 /// The runtime that serves every S3 request of the daemon.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -42,16 +43,11 @@ pub(crate) enum Found {
     },
 }
 
-#[derive(Default)]
-struct Cache {
-    /// Listings by directory prefix.
-    dirs: HashMap<String, (Instant, Arc<BTreeMap<String, Listed>>)>,
-    /// Single lookups by key (`None` = known absent).
-    stats: HashMap<String, (Instant, Option<Found>)>,
-    /// User metadata seen (HEAD, our own uploads), by key, valid for one ETag:
-    /// lets listings show the real times without a HEAD per entry.
-    attrs: HashMap<String, (String, Attrs)>,
-}
+/// User metadata seen (HEAD, our own uploads), by key, valid for one ETag:
+/// lets listings show the real times without a HEAD per entry. Not a TTL
+/// cache: an entry stays right for as long as the object keeps its ETag, and
+/// it is persisted in the index log.
+type AttrIndex = HashMap<String, (String, Attrs)>;
 
 pub struct S3Origin {
     pub(crate) client: Arc<S3Client>,
@@ -61,7 +57,8 @@ pub struct S3Origin {
     ttl: Duration,
     pub(crate) timeout: Duration,
     pub(crate) staging: PathBuf,
-    cache: Mutex<Cache>,
+    cache: TtlCaches,
+    attrs: Mutex<AttrIndex>,
     /// Files open for writing, by key: what they hold is the file's state.
     writers: Mutex<HashMap<String, Weak<Staged>>>,
     mounted_at: (i64, i64),
@@ -151,16 +148,18 @@ impl S3Origin {
         ep: &S3Endpoint,
         prefix: &str,
         state_dir: &std::path::Path,
-    ) -> Result<Arc<S3Origin>, String> {
+    ) -> OriginResult<Arc<S3Origin>> {
         let client = runtime()
             .block_on(S3Client::connect(ep))
-            .map_err(|e| format!("aws_s3 {}: {e}", ep.name))?;
+            .map_err(|e| e.context(format!("aws_s3 {}", ep.name)))?;
         let staging = state_dir.join("staging");
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| format!("staging directory {}: {e}", staging.display()))?;
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            OriginError::from(e).context(format!("staging directory {}", staging.display()))
+        })?;
         let index_dir = state_dir.join("s3meta");
-        std::fs::create_dir_all(&index_dir)
-            .map_err(|e| format!("index directory {}: {e}", index_dir.display()))?;
+        std::fs::create_dir_all(&index_dir).map_err(|e| {
+            OriginError::from(e).context(format!("index directory {}", index_dir.display()))
+        })?;
         let safe = |s: &str| {
             s.replace(
                 |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '.',
@@ -176,10 +175,8 @@ impl S3Origin {
             ttl: ep.metadata_ttl,
             timeout: ep.timeout,
             staging,
-            cache: Mutex::new(Cache {
-                attrs,
-                ..Cache::default()
-            }),
+            cache: TtlCaches::new(ep.metadata_ttl),
+            attrs: Mutex::new(attrs),
             writers: Mutex::new(HashMap::new()),
             mounted_at: meta::now(),
             index_log: Mutex::new(index_log),
@@ -194,18 +191,26 @@ impl S3Origin {
         self.ttl
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    fn attrs(&self) -> std::sync::MutexGuard<'_, AttrIndex> {
+        self.attrs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs one metadata request, never longer than the endpoint's timeout
-    /// (plus a margin for the SDK's own retry pacing).
-    pub(crate) fn run<T>(&self, fut: impl Future<Output = FsResult<T>>) -> FsResult<T> {
+    /// (plus a margin for the SDK's own retry pacing). The answer is the
+    /// errno: the client has logged the failure with its S3 code and
+    /// context where it happened.
+    pub(crate) fn run<T, E: Into<Errno>>(
+        &self,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> FsResult<T> {
         let limit = self.timeout + Duration::from_secs(5);
         runtime().block_on(async {
             match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(Errno(libc::ETIMEDOUT)),
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => {
+                    tracing::warn!(origin = %self.name, limit = ?limit, "S3 request timed out");
+                    Err(Errno::ETIMEDOUT)
+                }
             }
         })
     }
@@ -219,10 +224,6 @@ impl S3Origin {
         keys::key_of(&self.root, rel)
     }
 
-    fn fresh(&self, at: Instant) -> bool {
-        at.elapsed() < self.ttl
-    }
-
     fn parent_prefix(&self, rel: &[OsString]) -> FsResult<String> {
         keys::dir_prefix(&self.root, &rel[..rel.len().saturating_sub(1)])
     }
@@ -232,16 +233,12 @@ impl S3Origin {
         let (Ok(key), Ok(parent)) = (self.key(rel), self.parent_prefix(rel)) else {
             return;
         };
-        let mut c = self.cache();
-        c.stats.remove(&key);
-        c.dirs.remove(&parent);
-        c.dirs.remove(&format!("{key}/"));
+        self.cache.forget(&key, &parent);
     }
 
     pub(crate) fn remember_attrs(&self, key: &str, etag: &str, attrs: Attrs) {
         let unchanged = self
-            .cache()
-            .attrs
+            .attrs()
             .insert(key.to_string(), (etag.to_string(), attrs))
             .is_some_and(|(e, a)| e == etag && a == attrs);
         if !unchanged {
@@ -257,7 +254,7 @@ impl S3Origin {
     }
 
     fn forget_attrs(&self, key: &str) {
-        if self.cache().attrs.remove(key).is_some() {
+        if self.attrs().remove(key).is_some() {
             self.log_index(IndexLine {
                 k: key.to_string(),
                 e: None,
@@ -282,7 +279,7 @@ impl S3Origin {
     }
 
     pub(super) fn known_attrs(&self, key: &str, etag: &str) -> Option<Attrs> {
-        match self.cache().attrs.get(key) {
+        match self.attrs().get(key) {
             Some((e, a)) if e == etag => Some(*a),
             _ => None,
         }
@@ -308,19 +305,13 @@ impl S3Origin {
     }
 
     /// The listing of directory prefix `prefix`, from the cache if fresh.
-    fn listing(&self, prefix: &str) -> FsResult<Arc<BTreeMap<String, Listed>>> {
-        if let Some((at, l)) = self.cache().dirs.get(prefix)
-            && self.fresh(*at)
-        {
-            return Ok(l.clone());
+    fn listing(&self, prefix: &str) -> FsResult<Listing> {
+        if let Some(l) = self.cache.listing(prefix) {
+            return Ok(l);
         }
         let page = self.run(self.client.list_all(prefix, Some("/")))?;
         let listed = Arc::new(keys::entries_of(prefix, &page.objects, &page.prefixes));
-        if !self.ttl.is_zero() {
-            self.cache()
-                .dirs
-                .insert(prefix.to_string(), (Instant::now(), listed.clone()));
-        }
+        self.cache.store_listing(prefix, listed.clone());
         Ok(listed)
     }
 
@@ -329,11 +320,7 @@ impl S3Origin {
     fn found_from_listing(&self, dir_key: &str, entry: &Listed) -> (Found, bool) {
         match entry {
             Listed::Dir => {
-                let known = self
-                    .cache()
-                    .attrs
-                    .get(&format!("{dir_key}/"))
-                    .map(|(_, a)| *a);
+                let known = self.attrs().get(&format!("{dir_key}/")).map(|(_, a)| *a);
                 (
                     Found::Dir(known.unwrap_or_else(|| self.default_dir_attrs())),
                     known.is_some(),
@@ -385,19 +372,11 @@ impl S3Origin {
         if let Some(w) = self.writer(&key) {
             return w.found().map(|f| (f, true));
         }
-        if let Some((at, f)) = self.cache().stats.get(&key)
-            && self.fresh(*at)
-        {
-            return f.clone().map(|f| (f, true)).ok_or(Errno::ENOENT);
+        if let Some(f) = self.cache.lookup(&key) {
+            return f.map(|f| (f, true)).ok_or(Errno::ENOENT);
         }
         let parent = self.parent_prefix(rel)?;
-        let cached_listing = self
-            .cache()
-            .dirs
-            .get(&parent)
-            .filter(|(at, _)| self.fresh(*at))
-            .map(|(_, l)| l.clone());
-        if let Some(listing) = cached_listing {
+        if let Some(listing) = self.cache.listing(&parent) {
             let name = key.rsplit('/').next().unwrap_or(&key);
             match listing.get(name) {
                 Some(entry) => {
@@ -416,7 +395,7 @@ impl S3Origin {
                 self.client
                     .list_page(&dir_prefix, None, None, None, Some(1))
             );
-            Ok((h?, l?))
+            Ok::<_, OriginError>((h?, l?))
         })?;
         let found = if !below.objects.is_empty() || !below.prefixes.is_empty() {
             let marker = below.objects.iter().find(|o| o.key == dir_prefix);
@@ -450,11 +429,7 @@ impl S3Origin {
         } else {
             None
         };
-        if !self.ttl.is_zero() {
-            self.cache()
-                .stats
-                .insert(key, (Instant::now(), found.clone()));
-        }
+        self.cache.store_lookup(key, found.clone());
         found.map(|f| (f, true)).ok_or(Errno::ENOENT)
     }
 

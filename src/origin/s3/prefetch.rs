@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{MIB, S3Client};
 use crate::error::Errno;
+use crate::origin::{OriginError, OriginResult};
 
 /// The first read-ahead window after a (re)start.
 pub const INITIAL_WINDOW: u64 = MIB;
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Prefetcher {
 struct Segment {
     range: Range<u64>,
     data: Option<Bytes>,
-    task: Option<JoinHandle<Result<Bytes, Errno>>>,
+    task: Option<JoinHandle<OriginResult<Bytes>>>,
 }
 
 impl Drop for Segment {
@@ -132,7 +133,7 @@ impl Prefetcher {
 
     /// Up to `len` bytes at `offset`; short at the end of the object, empty
     /// past it. ESTALE when the object changed since the handle was opened.
-    pub async fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
+    pub async fn read(&self, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
         if len == 0 || offset >= self.size {
             return Ok(Vec::new());
         }
@@ -148,7 +149,7 @@ impl Prefetcher {
         res
     }
 
-    async fn read_locked(&self, st: &mut State, offset: u64, end: u64) -> Result<Vec<u8>, Errno> {
+    async fn read_locked(&self, st: &mut State, offset: u64, end: u64) -> OriginResult<Vec<u8>> {
         let queued = st
             .queue
             .front()
@@ -200,7 +201,7 @@ impl Prefetcher {
     }
 
     /// Copies `offset..end` out of the queue, waiting for pending parts.
-    async fn assemble(&self, st: &mut State, offset: u64, end: u64) -> Result<Vec<u8>, Errno> {
+    async fn assemble(&self, st: &mut State, offset: u64, end: u64) -> OriginResult<Vec<u8>> {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for seg in st.queue.iter_mut() {
             if seg.range.end <= offset {
@@ -215,24 +216,38 @@ impl Prefetcher {
                         Ok(res) => res?,
                         Err(e) => {
                             tracing::warn!(key = %self.key, error = %e, "S3 read-ahead task failed");
-                            return Err(Errno::EIO);
+                            let msg = format!("S3 read-ahead of {}: task failed: {e}", self.key);
+                            return Err(OriginError::new(Errno::EIO, msg).with_source(e));
                         }
                     },
-                    None => return Err(Errno::EIO),
+                    None => return Err(self.uncovered(offset, end)),
                 };
                 seg.data = Some(data);
             }
-            let data = seg.data.as_ref().ok_or(Errno::EIO)?;
+            let data = seg
+                .data
+                .as_ref()
+                .ok_or_else(|| self.uncovered(offset, end))?;
             let from = offset.max(seg.range.start) - seg.range.start;
             let to = end.min(seg.range.end) - seg.range.start;
             out.extend_from_slice(&data[from as usize..to as usize]);
         }
         if out.len() as u64 != end - offset {
-            tracing::warn!(key = %self.key, offset, end, got = out.len(),
-                "S3 read-ahead: queue does not cover the read");
-            return Err(Errno::EIO);
+            return Err(self.uncovered(offset, end));
         }
         Ok(out)
+    }
+
+    /// A bug, not a server answer: the queue lost bytes of the read.
+    fn uncovered(&self, offset: u64, end: u64) -> OriginError {
+        tracing::warn!(key = %self.key, offset, end, "S3 read-ahead: queue does not cover the read");
+        OriginError::new(
+            Errno::EIO,
+            format!(
+                "S3 read-ahead of {}: queue does not cover {offset}..{end}",
+                self.key
+            ),
+        )
     }
 
     fn spawn_fetch(&self, range: Range<u64>) -> Segment {
@@ -246,19 +261,14 @@ impl Prefetcher {
         }
     }
 
-    async fn fetch(&self, range: Range<u64>) -> Result<Bytes, Errno> {
+    async fn fetch(&self, range: Range<u64>) -> OriginResult<Bytes> {
         fetch(&self.client, &self.key, &self.etag, range).await
     }
 }
 
 /// One pinned ranged GET that must return exactly `range`: the size is
 /// fixed with the ETag, so fewer bytes mean the object changed.
-async fn fetch(
-    client: &S3Client,
-    key: &str,
-    etag: &str,
-    range: Range<u64>,
-) -> Result<Bytes, Errno> {
+async fn fetch(client: &S3Client, key: &str, etag: &str, range: Range<u64>) -> OriginResult<Bytes> {
     let pin = (!etag.is_empty()).then_some(etag);
     let data = client.get_range(key, range.clone(), pin).await?;
     if data.len() as u64 != range.end - range.start {
@@ -269,7 +279,14 @@ async fn fetch(
             got = data.len(),
             "S3 read: short answer; the object changed"
         );
-        return Err(Errno::ESTALE);
+        return Err(OriginError::new(
+            Errno::ESTALE,
+            format!(
+                "GetObject {}/{key}: {} bytes for {range:?}: the object changed",
+                client.bucket(),
+                data.len()
+            ),
+        ));
     }
     Ok(data)
 }
