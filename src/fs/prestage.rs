@@ -321,3 +321,94 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn staged() -> Staged {
+        Staged {
+            bucket: 0,
+            mount: 0,
+            rel: Vec::new(),
+            staging: PathBuf::from("/nonexistent"),
+            placeholder: false,
+            mode: 0o644,
+            owner: (0, 0),
+            settle: Mutex::new(Settle::default()),
+            turn_free: Condvar::new(),
+            untouched: AtomicBool::new(false),
+            published: AtomicBool::new(false),
+            placeholder_gone: AtomicBool::new(false),
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_content_is_settled_once() {
+        let s = staged();
+        let fp = [1, 2, 3, 4, 5];
+        assert!(s.claim_turn(fp, false).is_some());
+        assert!(s.claim_turn(fp, false).is_none(), "same content again");
+        assert!(
+            s.claim_turn([9, 2, 3, 4, 5], false).is_some(),
+            "new content"
+        );
+    }
+
+    #[test]
+    fn an_untouched_handle_settles_at_release() {
+        let s = staged();
+        s.untouched.store(true, Ordering::Relaxed);
+        let fp = [1, 2, 3, 4, 5];
+        s.settle_state().done = Some(fp);
+        assert!(
+            s.claim_turn(fp, false).is_none(),
+            "a close before any write"
+        );
+        assert!(s.claim_turn(fp, true).is_some(), "the release settles it");
+        assert!(s.claim_turn(fp, true).is_none(), "and only once");
+    }
+
+    /// A second close waits for the running settle without the mutex being
+    /// held meanwhile, then finds the content settled.
+    #[test]
+    fn a_second_close_waits_for_the_turn_without_the_lock() {
+        let s = staged();
+        let fp = [1, 2, 3, 4, 5];
+        let turn = s.claim_turn(fp, false).expect("first close settles");
+        let s = &s;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel();
+            scope.spawn(move || {
+                let again = s.claim_turn(fp, false).is_some();
+                tx.send(again).expect("send");
+            });
+            // The waiter must not sit on the state: it stays lockable while
+            // the first settle "runs".
+            std::thread::sleep(Duration::from_millis(50));
+            let lockable = (0..1000).any(|_| {
+                let ok = s.settle.try_lock().is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                ok
+            });
+            assert!(lockable, "the settle state is locked while a close waits");
+            assert!(
+                rx.try_recv().is_err(),
+                "the waiter returned while the turn was taken"
+            );
+            drop(turn);
+            let again = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the waiter wakes when the turn is handed back");
+            assert!(!again, "the content was settled by the first close");
+        });
+        assert!(!s.settle_state().running);
+    }
+}
