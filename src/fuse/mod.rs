@@ -48,6 +48,8 @@ impl FuseFs {
         fh: u64,
         register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> std::io::Result<Arc<BackingId>> {
+        // Held across the registration (one ioctl on /dev/fuse, no backend
+        // call): two opens of one inode must not register two files.
         let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
         let id = match cache.by_inode.get(&ino).and_then(Weak::upgrade) {
             Some(id) => id,
