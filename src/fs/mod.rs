@@ -1,7 +1,8 @@
 //! The file-system core: everything a FUSE request does, callable without a
 //! kernel. It turns inode numbers into bucket paths (`inodes`), asks `tree`
 //! which origin holds a path, runs the operation on that origin and answers
-//! with attributes or an errno. The `fuse` module only translates.
+//! with attributes or an [`FsError`] (the errno, and why: see `error`).
+//! The `fuse` module only translates, and logs a failure once.
 //!
 //! Lock order: `inodes` before `handles`; neither is held across an origin
 //! call that can block for long.
