@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,8 +12,59 @@ use fuser::{MountOption, SessionACL};
 
 use crate::config::{self, Config};
 use crate::events::dispatch::Engine;
-use crate::fs::{Core, FsOptions};
+use crate::fs::error::BoxError;
+use crate::fs::{Core, FsError, FsOptions};
 use crate::fuse::{DEFAULT_TTL, FuseFs};
+
+/// Why `storgate mount` could not mount, or why serving ended badly. The
+/// `Display` text is what the user reads after `storgate mount: `.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("-o {opt}: unknown mount option")]
+    UnknownOption { opt: String },
+    #[error("-o {key}={value}: not a number")]
+    NotANumber {
+        key: &'static str,
+        value: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("mount point {}: {source}", path.display())]
+    MountPoint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mount point {}: not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("mount point {}: busy (something is already mounted there)", path.display())]
+    Busy { path: PathBuf },
+    #[error("/dev/fuse: {source} (is the fuse module loaded and fuse3 installed?)")]
+    NoFuse {
+        #[source]
+        source: std::io::Error,
+    },
+    /// Building the buckets or the event engine from the config failed.
+    #[error(transparent)]
+    Setup(BoxError),
+    #[error(transparent)]
+    Core(#[from] FsError),
+    #[error("cannot mount {}: {source}", path.display())]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("FUSE session ended with an error: {0}")]
+    Session(#[source] std::io::Error),
+    /// A step of daemonizing (pipe, fork) failed.
+    #[error("{step}: {source}")]
+    Daemonize {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Everything `storgate mount` was asked to do.
 #[derive(Debug, Clone)]
@@ -60,7 +110,7 @@ const IGNORED_OPTIONS: &[&str] = &[
     "default_permissions",
 ];
 
-pub fn parse_options(raw: &[String]) -> Result<MountOpts, String> {
+pub fn parse_options(raw: &[String]) -> Result<MountOpts, DaemonError> {
     let mut o = MountOpts::default();
     for opt in raw
         .iter()
@@ -72,16 +122,24 @@ pub fn parse_options(raw: &[String]) -> Result<MountOpts, String> {
             None if opt == "ro" => o.read_only = true,
             None if opt == "no_passthrough" => o.no_passthrough = true,
             None if IGNORED_OPTIONS.contains(&opt) => {}
-            Some(("uid", v)) => {
-                o.uid = Some(v.parse().map_err(|_| format!("-o uid={v}: not a number"))?)
+            Some(("uid", v)) => o.uid = Some(parse_id("uid", v)?),
+            Some(("gid", v)) => o.gid = Some(parse_id("gid", v)?),
+            _ => {
+                return Err(DaemonError::UnknownOption {
+                    opt: opt.to_string(),
+                });
             }
-            Some(("gid", v)) => {
-                o.gid = Some(v.parse().map_err(|_| format!("-o gid={v}: not a number"))?)
-            }
-            _ => return Err(format!("-o {opt}: unknown mount option")),
         }
     }
     Ok(o)
+}
+
+fn parse_id(key: &'static str, value: &str) -> Result<u32, DaemonError> {
+    value.parse().map_err(|source| DaemonError::NotANumber {
+        key,
+        value: value.to_string(),
+        source,
+    })
 }
 
 /// Is `path` a mount point already (listed in /proc/self/mountinfo)?
@@ -118,28 +176,26 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Checks that can fail before anything is mounted, with the reason a user
 /// needs to fix them.
-fn preflight(args: &MountArgs) -> Result<PathBuf, String> {
+fn preflight(args: &MountArgs) -> Result<PathBuf, DaemonError> {
     let mp = &args.mountpoint;
-    let meta = std::fs::metadata(mp).map_err(|e| format!("mount point {}: {e}", mp.display()))?;
+    let at_mp = |source| DaemonError::MountPoint {
+        path: mp.clone(),
+        source,
+    };
+    let meta = std::fs::metadata(mp).map_err(at_mp)?;
     if !meta.is_dir() {
-        return Err(format!("mount point {}: not a directory", mp.display()));
+        return Err(DaemonError::NotADirectory { path: mp.clone() });
     }
-    let canon =
-        std::fs::canonicalize(mp).map_err(|e| format!("mount point {}: {e}", mp.display()))?;
+    let canon = std::fs::canonicalize(mp).map_err(at_mp)?;
     if is_mounted(&canon) {
-        return Err(format!(
-            "mount point {}: busy (something is already mounted there)",
-            mp.display()
-        ));
+        return Err(DaemonError::Busy { path: mp.clone() });
     }
-    if let Err(e) = std::fs::OpenOptions::new()
+    if let Err(source) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
     {
-        return Err(format!(
-            "/dev/fuse: {e} (is the fuse module loaded and fuse3 installed?)"
-        ));
+        return Err(DaemonError::NoFuse { source });
     }
     Ok(canon)
 }
@@ -208,7 +264,9 @@ fn init_logging() {
 /// Forks: the child mounts and serves; the parent waits on a pipe until the
 /// child reports the mount ready (exit 0) or failed (exit 1, reason printed).
 /// The core (and with it the I/O runtime and its threads) is built in the
-/// child: threads do not survive a fork.
+/// child: threads do not survive a fork. (`nix::unistd::daemon` would fork
+/// too, but its parent exits at once, before it could learn whether the
+/// mount came up.)
 fn daemonize_and_serve(
     cfg: &Config,
     bucket: Option<&str>,
@@ -216,55 +274,59 @@ fn daemonize_and_serve(
     mountpoint: &Path,
     opts: &MountOpts,
 ) -> i32 {
-    let mut fds = [0; 2];
-    // SAFETY: a two-int array for pipe2.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        eprintln!("storgate mount: pipe: {}", std::io::Error::last_os_error());
-        return 1;
-    }
-    // SAFETY: single-threaded here (no runtime, no FUSE threads yet).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        eprintln!("storgate mount: fork: {}", std::io::Error::last_os_error());
-        return 1;
-    }
-    if pid > 0 {
-        // SAFETY: fds[1] is ours to close; fds[0] becomes the File.
-        unsafe { libc::close(fds[1]) };
-        let mut status = String::new();
-        // SAFETY: fds[0] is an open pipe end owned by nobody else.
-        let mut r = unsafe { File::from_raw_fd(fds[0]) };
-        let _ = r.read_to_string(&mut status);
-        return match status.strip_prefix("ready") {
-            Some(_) => 0,
-            None if status.is_empty() => {
-                eprintln!("storgate mount: the daemon exited before the mount was ready");
-                1
-            }
-            None => {
-                eprint!("storgate mount: {status}");
-                1
-            }
+    let fail = |step, e: nix::errno::Errno| {
+        let e = DaemonError::Daemonize {
+            step,
+            source: e.into(),
         };
-    }
-    // Child.
-    // SAFETY: fds[0] is ours to close.
-    unsafe {
-        libc::close(fds[0]);
-        libc::setsid();
-    }
-    // SAFETY: fds[1] is an open pipe end owned by nobody else.
-    let ready_pipe = unsafe { File::from_raw_fd(fds[1]) };
-    redirect_stdio(&cfg.state_dir);
-    init_logging();
-    let code = match serve(cfg, bucket, fs_opts, mountpoint, opts, Some(ready_pipe)) {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!("{e}");
-            1
-        }
+        eprintln!("storgate mount: {e}");
+        1
     };
-    std::process::exit(code);
+    let (read_end, write_end) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return fail("pipe", e),
+    };
+    // SAFETY: single-threaded here (no runtime, no FUSE threads yet), so
+    // the child may do anything, not only async-signal-safe calls.
+    let forked = unsafe { nix::unistd::fork() };
+    match forked {
+        Err(e) => fail("fork", e),
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            // Only the child may hold the write end: EOF means it is gone.
+            drop(write_end);
+            let mut status = String::new();
+            let _ = File::from(read_end).read_to_string(&mut status);
+            match status.strip_prefix("ready") {
+                Some(_) => 0,
+                None if status.is_empty() => {
+                    eprintln!("storgate mount: the daemon exited before the mount was ready");
+                    1
+                }
+                None => {
+                    eprint!("storgate mount: {status}");
+                    1
+                }
+            }
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(read_end);
+            // A new session: no controlling terminal, no signals from the
+            // shell that started the mount. Fails only for a group leader,
+            // which a fresh child is not.
+            let _ = nix::unistd::setsid();
+            let ready_pipe = File::from(write_end);
+            redirect_stdio(&cfg.state_dir);
+            init_logging();
+            let code = match serve(cfg, bucket, fs_opts, mountpoint, opts, Some(ready_pipe)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
 }
 
 /// The daemon's stdin is /dev/null and its log goes to `stateDir/storgate.log`.
@@ -275,17 +337,13 @@ fn redirect_stdio(state_dir: &Path) {
         .append(true)
         .open(state_dir.join("storgate.log"))
         .or_else(|_| std::fs::OpenOptions::new().write(true).open("/dev/null"));
-    let null = std::fs::File::open("/dev/null");
-    // SAFETY: dup2 onto the standard descriptors of this process.
-    unsafe {
-        if let Ok(n) = null {
-            libc::dup2(n.into_raw_fd(), 0);
-        }
-        if let Ok(l) = log {
-            let fd = l.into_raw_fd();
-            libc::dup2(fd, 1);
-            libc::dup2(fd, 2);
-        }
+    // Best effort: with nowhere to write, the daemon still serves.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    if let Ok(log) = log {
+        let _ = nix::unistd::dup2_stdout(&log);
+        let _ = nix::unistd::dup2_stderr(&log);
     }
 }
 
@@ -298,25 +356,25 @@ fn serve(
     mountpoint: &Path,
     opts: &MountOpts,
     mut ready: Option<File>,
-) -> Result<(), String> {
-    let built = crate::bucket::build_buckets(cfg).and_then(|all| {
+) -> Result<(), DaemonError> {
+    // Until "ready", a failure is also the parent's to print.
+    let not_ready = |ready: &mut Option<File>, e: DaemonError| {
+        if let Some(p) = ready.as_mut() {
+            let _ = p.write_all(format!("{e}\n").as_bytes());
+        }
+        e
+    };
+    let built = (|| {
+        let all = crate::bucket::build_buckets(cfg).map_err(|e| DaemonError::Setup(e.into()))?;
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
         let engine = if has_events(cfg) {
-            Some(Engine::new(cfg, &all).map_err(|e| e.to_string())?)
+            Some(Engine::new(cfg, &all).map_err(|e| DaemonError::Setup(e.into()))?)
         } else {
             None
         };
         Ok((Arc::new(core), engine))
-    });
-    let (core, engine) = match built {
-        Ok(b) => b,
-        Err(e) => {
-            if let Some(p) = ready.as_mut() {
-                let _ = p.write_all(format!("{e}\n").as_bytes());
-            }
-            return Err(e);
-        }
-    };
+    })();
+    let (core, engine) = built.map_err(|e| not_ready(&mut ready, e))?;
     // One watcher of the local origins for the engine and the kernel caches.
     let watcher = match crate::watch::OriginWatcher::new() {
         Ok(w) => Some(Arc::new(w)),
@@ -343,8 +401,7 @@ fn serve(
         );
     }
     // New entries get exactly the mode the client asked for.
-    // SAFETY: umask has no preconditions.
-    unsafe { libc::umask(0) };
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![
         MountOption::FSName("storgate".into()),
@@ -357,8 +414,7 @@ fn serve(
     if opts.allow_other {
         fuse_config.acl = SessionACL::All;
     } else {
-        // SAFETY: getuid has no preconditions.
-        fuse_config.acl = if unsafe { libc::getuid() } == 0 {
+        fuse_config.acl = if nix::unistd::getuid().is_root() {
             SessionACL::RootAndOwner
         } else {
             SessionACL::Owner
@@ -372,16 +428,13 @@ fn serve(
         mountpoint,
         &fuse_config,
     );
-    let mut session = match session {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = format!("cannot mount {}: {e}\n", mountpoint.display());
-            if let Some(p) = ready.as_mut() {
-                let _ = p.write_all(msg.as_bytes());
-            }
-            return Err(msg.trim_end().to_string());
-        }
-    };
+    let mut session = session.map_err(|source| {
+        let e = DaemonError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
+        };
+        not_ready(&mut ready, e)
+    })?;
     let notifier = session.notifier();
     let mut unmounter = session.unmount_callable();
     let signals = signal_hook::iterator::Signals::new([
@@ -391,15 +444,21 @@ fn serve(
     match signals {
         Ok(mut signals) => {
             let mp = mountpoint.to_path_buf();
-            std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    tracing::info!(signal = sig, "unmounting {}", mp.display());
-                    if let Err(e) = unmounter.unmount() {
-                        tracing::warn!(error = %e, "unmount failed; detaching lazily");
-                        lazy_unmount(&mp);
+            // One thread for the life of the mount (not per request).
+            let spawned = std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    if let Some(sig) = signals.forever().next() {
+                        tracing::info!(signal = sig, "unmounting {}", mp.display());
+                        if let Err(e) = unmounter.unmount() {
+                            tracing::warn!(error = %e, "unmount failed; detaching lazily");
+                            lazy_unmount(&mp);
+                        }
                     }
-                }
-            });
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot handle signals");
+            }
         }
         Err(e) => tracing::warn!(error = %e, "cannot handle signals"),
     }
@@ -424,9 +483,7 @@ fn serve(
     if let Some(mut p) = ready.take() {
         let _ = p.write_all(b"ready\n");
     }
-    let served = session
-        .run()
-        .map_err(|e| format!("FUSE session ended with an error: {e}"));
+    let served = session.run().map_err(DaemonError::Session);
     tracing::info!("unmounted {}", mountpoint.display());
     if let Some(engine) = &engine {
         // Running items finish; pending ones stay journaled for next time,
@@ -454,6 +511,8 @@ fn has_events(cfg: &Config) -> bool {
     })
 }
 
+/// umount2(MNT_DETACH). Raw libc: nix's `umount2` sits behind its `mount`
+/// feature, which the crate does not enable.
 fn lazy_unmount(mp: &Path) {
     if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
         // SAFETY: a valid C string path.
@@ -484,11 +543,15 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_options(&["uid=x".into()]).unwrap_err(),
+            parse_options(&["uid=x".into()]).unwrap_err().to_string(),
             "-o uid=x: not a number"
         );
         assert_eq!(
-            parse_options(&["bogus".into()]).unwrap_err(),
+            parse_options(&["gid=-1".into()]).unwrap_err().to_string(),
+            "-o gid=-1: not a number"
+        );
+        assert_eq!(
+            parse_options(&["bogus".into()]).unwrap_err().to_string(),
             "-o bogus: unknown mount option"
         );
     }

@@ -1,13 +1,16 @@
-//! The one error type of the file-system core: an errno, as the kernel wants it.
+//! The errno, as the kernel wants it: the value every layer's error carries
+//! (the file-system core wraps it in `fs::FsError` with a message and a
+//! source). Origins answer with a bare `Errno` through [`FsResult`].
 
 use std::fmt;
 use std::io;
 
-/// A POSIX error number. Every core operation fails with one of these, and
+/// A POSIX error number. Every failed operation ends in one of these, and
 /// the FUSE glue hands it to the kernel unchanged.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
+/// The result of an origin call (the core's own is `fs::FsResult`).
 pub type FsResult<T> = Result<T, Errno>;
 
 impl Errno {
@@ -38,7 +41,20 @@ impl Errno {
 
 impl From<io::Error> for Errno {
     fn from(e: io::Error) -> Self {
+        Errno::from(&e)
+    }
+}
+
+/// An I/O error that is not an OS error (a short write, bad data) is EIO.
+impl From<&io::Error> for Errno {
+    fn from(e: &io::Error) -> Self {
         Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl From<nix::errno::Errno> for Errno {
+    fn from(e: nix::errno::Errno) -> Self {
+        Errno(e as i32)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Building the item of an event (SPEC §5.2) from a bucket path and its
 //! stat, the filter's view of it, and where the item's bytes come from.
 
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -160,43 +160,16 @@ fn cached(
 
 pub fn user_name(uid: u32) -> String {
     cached(&USERS, uid, |uid| {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: zeroed passwd is valid; getpwuid_r fills it using `buf`.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut out = std::ptr::null_mut();
-        // SAFETY: valid pointers and buffer length.
-        let r =
-            unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
-        if r != 0 || out.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in buf.
-        Some(
-            unsafe { CStr::from_ptr(pw.pw_name) }
-                .to_string_lossy()
-                .into_owned(),
-        )
+        // A lookup error (no passwd source answering) reads as unknown.
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid));
+        user.ok().flatten().map(|u| u.name)
     })
 }
 
 pub fn group_name(gid: u32) -> String {
     cached(&GROUPS, gid, |gid| {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: zeroed group is valid; getgrgid_r fills it using `buf`.
-        let mut gr: libc::group = unsafe { std::mem::zeroed() };
-        let mut out = std::ptr::null_mut();
-        // SAFETY: valid pointers and buffer length.
-        let r =
-            unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
-        if r != 0 || out.is_null() || gr.gr_name.is_null() {
-            return None;
-        }
-        // SAFETY: getgrgid_r succeeded, so gr_name is a NUL-terminated string in buf.
-        Some(
-            unsafe { CStr::from_ptr(gr.gr_name) }
-                .to_string_lossy()
-                .into_owned(),
-        )
+        let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid));
+        group.ok().flatten().map(|g| g.name)
     })
 }
 

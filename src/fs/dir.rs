@@ -7,9 +7,10 @@ use std::ffi::OsString;
 
 use fuser::FileType;
 
+use super::FsResult;
 use super::inodes::{Ino, Kind, ROOT_INO};
 use super::{Core, Located, Target};
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::tree::Place;
 
 #[derive(Debug, Clone)]
@@ -49,13 +50,13 @@ impl Core {
         if let Located::Origin { st, .. } = &loc
             && st.st_mode & libc::S_IFMT != libc::S_IFDIR
         {
-            return Err(Errno::ENOTDIR);
+            return Err(Errno::ENOTDIR.into());
         }
         let b = &self.buckets[bucket];
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
         let sources: Vec<(usize, Vec<OsString>)> = match b.tree.place(&path, true) {
-            Place::Hidden => return Err(Errno::ENOENT),
+            Place::Hidden => return Err(Errno::ENOENT.into()),
             Place::Mount { mount, rel } => vec![(mount, rel)],
             Place::Root { rel } => b.tree.root_mounts().map(|r| (r, rel.clone())).collect(),
         };
@@ -82,7 +83,7 @@ impl Core {
             && let Some(e) = first_err
             && !matches!(loc, Located::Synthetic)
         {
-            return Err(e);
+            return Err(e.into());
         }
         out.retain(|(name, _)| !b.tree.is_shadowed(&path, name));
         for v in b.tree.virtual_children(&path) {

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Core;
+use super::{FsError, FsResult};
 use crate::config::model::Timing;
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::item::Source;
 use crate::sink::{Ev, EventSink};
 
@@ -319,8 +320,20 @@ impl Core {
     }
 }
 
-fn pre_failed(event: &str, path: &[OsString], error: crate::sink::PreRefusal) -> Errno {
-    tracing::warn!(event, path = ?crate::item::path_text(path), %error,
-        "pre workflow aborted; the operation fails with EIO");
-    error.errno()
+/// A pre workflow aborted: the operation fails with EIO. Not logged here:
+/// the caller (the FUSE glue) logs the returned error once, inside the
+/// request's span.
+pub(crate) fn pre_failed(
+    event: &'static str,
+    path: &[OsString],
+    reason: impl Into<super::error::BoxError>,
+) -> FsError {
+    FsError::msg(
+        Errno::EIO,
+        format!(
+            "pre {event} workflow aborted on {}; the operation fails with EIO",
+            crate::item::path_text(path)
+        ),
+    )
+    .with_source(reason)
 }

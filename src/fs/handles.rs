@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::FsResult;
 use super::dir::DirEntry;
 use super::inodes::Ino;
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::origin::OpenFile;
 
 pub struct FileHandle {
@@ -82,14 +83,14 @@ impl HandleTable {
     pub fn file(&self, fh: u64) -> FsResult<Arc<FileHandle>> {
         match self.lock().get(&fh) {
             Some(Handle::File(f)) => Ok(f.clone()),
-            _ => Err(Errno::EBADF),
+            _ => Err(Errno::EBADF.into()),
         }
     }
 
     pub fn dir(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
         match self.lock().get(&fh) {
             Some(Handle::Dir(d)) => Ok(d.clone()),
-            _ => Err(Errno::EBADF),
+            _ => Err(Errno::EBADF.into()),
         }
     }
 
@@ -100,7 +101,7 @@ impl HandleTable {
     /// fstat through handle `fh`, if it is an open file.
     pub fn fstat(&self, fh: u64) -> Option<FsResult<libc::stat>> {
         let f = self.file(fh).ok()?;
-        Some(f.file.stat())
+        Some(f.file.stat().map_err(Into::into))
     }
 
     /// fstat through any open handle of `ino` (for an unlinked, open file).
@@ -109,7 +110,7 @@ impl HandleTable {
             Handle::File(f) if f.ino == ino => Some(f.clone()),
             _ => None,
         })?;
-        Some(f.file.stat())
+        Some(f.file.stat().map_err(Into::into))
     }
 
     /// Any open file of `ino`, for operations on an unlinked file.

@@ -5,10 +5,11 @@
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 
+use super::FsResult;
 use super::inodes::Ino;
 use super::namespace::Need;
 use super::{Core, Ctx, Entry, Located, Target};
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 
 /// Open flags the origin must not see: the kernel has handled them.
 const KERNEL_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY;
@@ -35,11 +36,11 @@ impl Core {
 
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
         let Target::Path { bucket, path } = self.target(ino)? else {
-            return Err(Errno::EISDIR);
+            return Err(Errno::EISDIR.into());
         };
         self.allow_open(bucket, flags)?;
         let Located::Origin { mount, rel, st, .. } = self.locate(bucket, &path)? else {
-            return Err(Errno::EISDIR);
+            return Err(Errno::EISDIR.into());
         };
         let reads = wants_read(flags) && st.st_mode & libc::S_IFMT == libc::S_IFREG;
         let direct = reads && self.before_get(bucket, &path, &st)?;
@@ -164,7 +165,7 @@ impl Core {
 
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.handles.file(fh)?;
-        h.file.sync(datasync)
+        Ok(h.file.sync(datasync)?)
     }
 
     /// A `close` of the handle (one per close of a duplicate, too): data
@@ -186,8 +187,7 @@ impl Core {
     pub fn release(&self, fh: u64) -> FsResult<()> {
         if let Some(super::handles::Handle::File(f)) = self.handles.remove(fh) {
             if let Some(staged) = &f.staged {
-                self.release_staged(&f.file, staged, f.ino);
-                return Ok(());
+                return self.release_staged(&f.file, staged, f.ino);
             }
             let Some(watch) = &f.put else {
                 f.file.release();
@@ -209,24 +209,31 @@ impl Core {
     /// fallocate on an open file (posix_fallocate and friends).
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
         let h = self.handles.file(fh)?;
-        // SAFETY: an open fd owned by the handle.
-        crate::error::check(unsafe {
-            libc::fallocate(
-                local_fd(&h.file)?,
-                mode,
-                offset as libc::off_t,
-                length as libc::off_t,
-            )
-        })
-        .map(drop)
+        // Unknown mode bits go to the kernel as they came: it answers them.
+        let mode = nix::fcntl::FallocateFlags::from_bits_retain(mode);
+        nix::fcntl::fallocate(
+            local_file(&h.file)?,
+            mode,
+            offset as libc::off_t,
+            length as libc::off_t,
+        )?;
+        Ok(())
     }
 
-    /// lseek for SEEK_DATA/SEEK_HOLE on an open file.
+    /// lseek for SEEK_DATA/SEEK_HOLE on an open file (the shared offset is
+    /// not used by pread/pwrite, so moving it disturbs nothing).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        use nix::unistd::Whence;
         let h = self.handles.file(fh)?;
-        // SAFETY: an open fd owned by the handle; the shared offset is not used by pread/pwrite.
-        let r = unsafe { libc::lseek(local_fd(&h.file)?, offset, whence) };
-        if r < 0 { Err(Errno::last()) } else { Ok(r) }
+        let whence = match whence {
+            libc::SEEK_SET => Whence::SeekSet,
+            libc::SEEK_CUR => Whence::SeekCur,
+            libc::SEEK_END => Whence::SeekEnd,
+            libc::SEEK_DATA => Whence::SeekData,
+            libc::SEEK_HOLE => Whence::SeekHole,
+            _ => return Err(Errno::EINVAL.into()),
+        };
+        Ok(nix::unistd::lseek(local_file(&h.file)?, offset, whence)?)
     }
 
     /// Whether reads and writes of `fh` must bypass the kernel's caches
@@ -244,8 +251,7 @@ impl Core {
     }
 }
 
-/// The fd of a handle's local file; other origins don't do fd-only calls.
-fn local_fd(f: &crate::origin::OpenFile) -> FsResult<std::os::fd::RawFd> {
-    use std::os::fd::AsRawFd;
-    f.as_local().map(|f| f.as_raw_fd()).ok_or(Errno::ENOTSUP)
+/// A handle's local file; other origins don't do fd-only calls.
+fn local_file(f: &crate::origin::OpenFile) -> FsResult<&std::fs::File> {
+    Ok(f.as_local().ok_or(Errno::ENOTSUP)?)
 }

@@ -1,12 +1,14 @@
 //! The file-system core: everything a FUSE request does, callable without a
 //! kernel. It turns inode numbers into bucket paths (`inodes`), asks `tree`
 //! which origin holds a path, runs the operation on that origin and answers
-//! with attributes or an errno. The `fuse` module only translates.
+//! with attributes or an [`FsError`] (the errno, and why: see `error`).
+//! The `fuse` module only translates, and logs a failure once.
 //!
 //! Lock order: `inodes` before `handles`; neither is held across an origin
 //! call that can block for long.
 
 mod dir;
+pub mod error;
 mod events;
 pub mod handles;
 pub mod inodes;
@@ -26,11 +28,12 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 use crate::bucket::{BucketState, build_buckets};
 use crate::config::Config;
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::origin::Backend;
 use crate::tree::Place;
 
 pub use dir::DirEntry;
+pub use error::{FsError, FsResult};
 pub use events::PutWatch;
 pub use handles::HandleTable;
 use inodes::{Identity, Ino, InodeTable, Kind, NodePath, ROOT_INO};
@@ -112,8 +115,10 @@ pub struct Core {
 impl Core {
     /// Builds the core for the enabled buckets of `config` (exposed ones only,
     /// unless `only` names one bucket to serve at the root).
-    pub fn new(config: &Config, only: Option<&str>, opts: FsOptions) -> Result<Core, String> {
-        Core::with_buckets(config, &build_buckets(config)?, only, opts)
+    pub fn new(config: &Config, only: Option<&str>, opts: FsOptions) -> FsResult<Core> {
+        // The bucket layer's message is the whole story (a config problem).
+        let all = build_buckets(config).map_err(|e| FsError::msg(Errno::EINVAL, e.to_string()))?;
+        Core::with_buckets(config, &all, only, opts)
     }
 
     /// Like [`Core::new`], sharing the origins of `all` (from
@@ -123,7 +128,7 @@ impl Core {
         all: &[BucketState],
         only: Option<&str>,
         opts: FsOptions,
-    ) -> Result<Core, String> {
+    ) -> FsResult<Core> {
         let mut buckets = Vec::new();
         for b in &config.buckets {
             if !b.meta.enable {
@@ -141,7 +146,10 @@ impl Core {
         if let Some(name) = only
             && buckets.is_empty()
         {
-            return Err(format!("--bucket {name}: no enabled bucket has that name"));
+            return Err(FsError::msg(
+                Errno::EINVAL,
+                format!("--bucket {name}: no enabled bucket has that name"),
+            ));
         }
         let single = only.map(|_| 0);
         Ok(Core {
@@ -168,22 +176,22 @@ impl Core {
         match self.inodes_read().path(ino) {
             Some(NodePath::MountRoot) => Ok(Target::MountRoot),
             Some(NodePath::Bucket { bucket, path }) => Ok(Target::Path { bucket, path }),
-            None => Err(Errno::ENOENT),
+            None => Err(Errno::ENOENT.into()),
         }
     }
 
     /// The bucket and path of `name` inside directory `parent`.
     pub(crate) fn child_path(&self, parent: Ino, name: &OsStr) -> FsResult<(usize, Vec<OsString>)> {
         if name.len() > 255 {
-            return Err(Errno::ENAMETOOLONG);
+            return Err(Errno::ENAMETOOLONG.into());
         }
         // The kernel resolves `.`/`..` and never sends `/`; refuse them
         // anyway so no name can climb out of an origin.
         if name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
-            return Err(Errno::EINVAL);
+            return Err(Errno::EINVAL.into());
         }
         match self.target(parent)? {
-            Target::MountRoot => Err(Errno::EACCES),
+            Target::MountRoot => Err(Errno::EACCES.into()),
             Target::Path { bucket, mut path } => {
                 path.push(name.to_os_string());
                 Ok((bucket, path))
@@ -213,11 +221,11 @@ impl Core {
                 let (st, _exact) = b.origins[m].lstat_listed(rel)?;
                 Ok((st, ttl))
             } else {
-                b.origins[m].lstat(rel).map(|st| (st, ttl))
+                Ok((b.origins[m].lstat(rel)?, ttl))
             }
         };
         match b.tree.place(path, true) {
-            Place::Hidden => Err(Errno::ENOENT),
+            Place::Hidden => Err(Errno::ENOENT.into()),
             Place::Mount { mount, rel } => match stat(mount, &rel) {
                 Ok((st, ttl)) => Ok(Located::Origin {
                     mount,
@@ -250,7 +258,7 @@ impl Core {
                 if path.is_empty() || b.tree.is_mount_ancestor(path) {
                     return Ok(Located::Synthetic);
                 }
-                Err(first_err.unwrap_or(Errno::ENOENT))
+                Err(first_err.unwrap_or(Errno::ENOENT.into()))
             }
         }
     }
@@ -429,10 +437,12 @@ impl Core {
 
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
         match self.target(ino)? {
-            Target::MountRoot => Err(Errno::EINVAL),
+            Target::MountRoot => Err(Errno::EINVAL.into()),
             Target::Path { bucket, path } => match self.locate(bucket, &path)? {
-                Located::Synthetic => Err(Errno::EINVAL),
-                Located::Origin { mount, rel, .. } => self.origin(bucket, mount).readlink(&rel),
+                Located::Synthetic => Err(Errno::EINVAL.into()),
+                Located::Origin { mount, rel, .. } => {
+                    Ok(self.origin(bucket, mount).readlink(&rel)?)
+                }
             },
         }
     }
@@ -454,7 +464,7 @@ impl Core {
                     .map(|b| (b, 0))
             })
             .ok_or(Errno::ENOSYS)?;
-        self.origin(bucket, mount).statvfs(&[])
+        Ok(self.origin(bucket, mount).statvfs(&[])?)
     }
 
     /// Calls `f` for every node the kernel may have cached for `abs`, a path

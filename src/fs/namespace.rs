@@ -5,9 +5,10 @@
 
 use std::ffi::{OsStr, OsString};
 
+use super::FsResult;
 use super::inodes::Ino;
 use super::{Core, Ctx, Entry, Located, Target, kind_of_mode};
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::origin::local::{SetTime, fstat};
 use crate::tree::Place;
 
@@ -41,9 +42,13 @@ impl Core {
             Need::Delete => access.delete.enable,
         };
         if !matches!(need, Need::Get) && self.opts.read_only {
-            return Err(Errno::EROFS);
+            return Err(Errno::EROFS.into());
         }
-        if enabled { Ok(()) } else { Err(Errno::EACCES) }
+        if enabled {
+            Ok(())
+        } else {
+            Err(Errno::EACCES.into())
+        }
     }
 
     fn root_mount_list(&self, bucket: usize) -> Vec<usize> {
@@ -63,7 +68,7 @@ impl Core {
         &self,
         bucket: usize,
         path: &[OsString],
-    ) -> FsResult<(usize, Vec<OsString>)> {
+    ) -> Result<(usize, Vec<OsString>), Errno> {
         let b = &self.buckets[bucket];
         let parent = &path[..path.len() - 1];
         if b.tree.is_mount_ancestor(path) {
@@ -115,8 +120,7 @@ impl Core {
     /// daemon creates them (as root) and hands them over. In a set-gid
     /// directory the group is inherited instead.
     pub(crate) fn give_to_caller(&self, bucket: usize, mount: usize, rel: &[OsString], ctx: Ctx) {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 || (ctx.uid == 0 && ctx.gid == 0) {
+        if !nix::unistd::geteuid().is_root() || (ctx.uid == 0 && ctx.gid == 0) {
             return;
         }
         let origin = self.origin(bucket, mount);
@@ -182,7 +186,7 @@ impl Core {
         bucket: usize,
         mount: usize,
         rel: &[OsString],
-        remove: impl FnOnce(&crate::origin::Backend) -> FsResult<()>,
+        remove: impl FnOnce(&crate::origin::Backend) -> Result<(), Errno>,
     ) -> FsResult<Entry> {
         if self.engine(bucket).is_some() {
             let (_, path) = self.child_path(parent, name)?;
@@ -236,7 +240,7 @@ impl Core {
         mount: usize,
         path: &[OsString],
         must_be_new: bool,
-    ) -> FsResult<Vec<OsString>> {
+    ) -> Result<Vec<OsString>, Errno> {
         let b = &self.buckets[bucket];
         if b.tree.is_mount_ancestor(path) {
             return Err(if must_be_new {
@@ -287,15 +291,15 @@ impl Core {
 
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Entry> {
         let Target::Path { bucket, path } = self.target(ino)? else {
-            return Err(Errno::EPERM);
+            return Err(Errno::EPERM.into());
         };
         let (b2, path2) = self.child_path(new_parent, new_name)?;
         if b2 != bucket {
-            return Err(Errno::EXDEV);
+            return Err(Errno::EXDEV.into());
         }
         self.allow(bucket, Need::Put)?;
         let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
-            return Err(Errno::EPERM);
+            return Err(Errno::EPERM.into());
         };
         let rel2 = self.same_origin_dest(bucket, mount, &path2, true)?;
         let origin = self.origin(bucket, mount);
@@ -313,7 +317,7 @@ impl Core {
         let (bucket, path) = self.child_path(parent, name)?;
         self.allow(bucket, Need::Delete)?;
         let Located::Origin { mount, rel, .. } = self.locate(bucket, &path)? else {
-            return Err(Errno::EISDIR);
+            return Err(Errno::EISDIR.into());
         };
         let gone = self.before_delete(bucket, &path, mount, &rel)?;
         self.origin(bucket, mount).unlink(&rel)?;
@@ -347,12 +351,12 @@ impl Core {
         self.allow(bucket, Need::Delete)?;
         let b = &self.buckets[bucket];
         let (mount, rel, st) = match self.locate(bucket, &path)? {
-            Located::Synthetic => return Err(Errno::EBUSY),
-            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY),
+            Located::Synthetic => return Err(Errno::EBUSY.into()),
+            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY.into()),
             Located::Origin { mount, rel, st, .. } => (mount, rel, st),
         };
         if b.tree.is_mount_ancestor(&path) {
-            return Err(Errno::ENOTEMPTY);
+            return Err(Errno::ENOTEMPTY.into());
         }
         let removed = self.inodes_read().child(parent, name);
         let gone = self.before_delete(bucket, &path, mount, &rel)?;
@@ -365,7 +369,7 @@ impl Core {
             if holders.len() > 1 {
                 for r in &holders {
                     if !self.origin(bucket, *r).read_dir(&rel)?.is_empty() {
-                        return Err(Errno::ENOTEMPTY);
+                        return Err(Errno::ENOTEMPTY.into());
                     }
                 }
                 for r in &holders {
@@ -408,18 +412,18 @@ impl Core {
         let (bucket, path) = self.child_path(parent, name)?;
         let (b2, path2) = self.child_path(new_parent, new_name)?;
         if b2 != bucket {
-            return Err(Errno::EXDEV);
+            return Err(Errno::EXDEV.into());
         }
         self.allow(bucket, Need::Delete)?;
         self.allow(bucket, Need::Put)?;
         let b = &self.buckets[bucket];
         let (mount, rel) = match self.locate(bucket, &path)? {
-            Located::Synthetic => return Err(Errno::EBUSY),
-            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY),
+            Located::Synthetic => return Err(Errno::EBUSY.into()),
+            Located::Origin { rel, .. } if rel.is_empty() => return Err(Errno::EBUSY.into()),
             Located::Origin { mount, rel, .. } => (mount, rel),
         };
         if b.tree.is_mount_ancestor(&path) {
-            return Err(Errno::EBUSY);
+            return Err(Errno::EBUSY.into());
         }
         let rel2 = self.same_origin_dest(bucket, mount, &path2, false)?;
         let moved = self.before_rename(bucket, &path, &path2, mount, &rel, &rel2)?;
@@ -443,9 +447,9 @@ impl Core {
             None => None,
         };
         let (bucket, mount, rel, path) = match self.target(ino) {
-            Ok(Target::MountRoot) => return Err(Errno::EACCES),
+            Ok(Target::MountRoot) => return Err(Errno::EACCES.into()),
             Ok(Target::Path { bucket, path }) => match self.locate(bucket, &path)? {
-                Located::Synthetic => return Err(Errno::EACCES),
+                Located::Synthetic => return Err(Errno::EACCES.into()),
                 Located::Origin { mount, rel, .. } => (bucket, mount, rel, path),
             },
             Err(e) => {
@@ -489,31 +493,25 @@ impl Core {
     }
 
     fn setattr_fd(&self, ino: Ino, file: &std::fs::File, s: &SetAttr) -> FsResult<Entry> {
-        use std::os::fd::AsRawFd;
+        use nix::sys::stat::Mode;
+        use nix::sys::time::TimeSpec;
+        use nix::unistd::{Gid, Uid};
         if self.opts.read_only {
-            return Err(Errno::EROFS);
+            return Err(Errno::EROFS.into());
         }
-        let fd = file.as_raw_fd();
         if s.uid.is_some() || s.gid.is_some() {
-            // SAFETY: an open fd; u32::MAX leaves an id unchanged.
-            crate::error::check(unsafe {
-                libc::fchown(fd, s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX))
-            })?;
+            nix::unistd::fchown(file, s.uid.map(Uid::from_raw), s.gid.map(Gid::from_raw))?;
         }
         if let Some(mode) = s.mode {
-            // SAFETY: an open fd.
-            crate::error::check(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) })?;
+            nix::sys::stat::fchmod(file, Mode::from_bits_truncate(mode & 0o7777))?;
         }
         if let Some(size) = s.size {
-            file.set_len(size).map_err(Errno::from)?;
+            file.set_len(size)?;
         }
         if s.atime.is_some() || s.mtime.is_some() {
-            let times = [
-                s.atime.unwrap_or(SetTime::Omit).timespec(),
-                s.mtime.unwrap_or(SetTime::Omit).timespec(),
-            ];
-            // SAFETY: an open fd and a two-element timespec array.
-            crate::error::check(unsafe { libc::futimens(fd, times.as_ptr()) })?;
+            let atime = TimeSpec::from(s.atime.unwrap_or(SetTime::Omit).timespec());
+            let mtime = TimeSpec::from(s.mtime.unwrap_or(SetTime::Omit).timespec());
+            nix::sys::stat::futimens(file, &atime, &mtime)?;
         }
         let st = fstat(file)?;
         Ok(self.entry_from_stat(ino, &st))

@@ -6,25 +6,82 @@
 //! staged data is kept in `stateDir/quarantine/BUCKET/PATH.UNIXMS`, and the
 //! real path keeps what it had before (a file created for this write is
 //! removed again).
+//!
+//! Concurrency: no lock is held while a workflow runs, data is copied or
+//! published. Each writing handle has its own staging file, so writers of
+//! the same path never share one; each publishes with one atomic step
+//! (`Store::write`: temp file + rename, or one upload), and the last
+//! publish wins, as the last rename would on a local file system. Within
+//! one handle (closes of duplicated descriptors, from several threads),
+//! settles run one at a time: a close claims the handle's turn under a
+//! short mutex, releases the mutex, does the work, and hands the turn back
+//! ([`Turn`]); a close that finds the turn taken waits on a condition
+//! variable (which holds no lock while it waits) and then looks again, so
+//! a content already published by the other close is not run twice.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::Core;
+use super::FsResult;
 use super::events::fingerprint;
+use super::{Core, FsError};
 use crate::bucket::store::Store;
 use crate::bucket::{PRESTAGE_DIR, QUARANTINE_DIR};
 use crate::config::model::{Timing, WhenExist};
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 use crate::item::Source;
 use crate::item::path_text;
 use crate::origin::OpenFile;
 use crate::sink::Ev;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The settle state of one staged handle (see the module docs).
+#[derive(Default)]
+struct Settle {
+    /// Fingerprint of the staged file when last published (or refused);
+    /// at open, the staged file as it started.
+    done: Option<[i64; 5]>,
+    /// A close is running the workflow or publishing now.
+    running: bool,
+}
+
+/// The right to settle a staged handle, given back (and waiters woken) when
+/// dropped, also when the settle panics.
+struct Turn<'a>(&'a Staged);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.settle_state().running = false;
+        self.0.turn_free.notify_all();
+    }
+}
+
+impl Staged {
+    fn settle_state(&self) -> MutexGuard<'_, Settle> {
+        self.settle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for this handle's turn to settle a file with fingerprint `fp`;
+    /// None when that content is settled already.
+    fn claim_turn(&self, fp: [i64; 5], releasing: bool) -> Option<Turn<'_>> {
+        let mut st = self.settle_state();
+        while st.running {
+            st = self.turn_free.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let untouched = self.untouched.load(Ordering::Relaxed);
+        if st.done == Some(fp) && !(untouched && releasing) {
+            return None;
+        }
+        self.untouched.store(false, Ordering::Relaxed);
+        st.done = Some(fp);
+        st.running = true;
+        Some(Turn(self))
+    }
+}
 
 /// A handle whose writes are staged.
 pub struct Staged {
@@ -38,9 +95,10 @@ pub struct Staged {
     /// Mode and owner the published file gets.
     pub mode: u32,
     pub owner: (u32, u32),
-    /// Fingerprint of the staged file when last published (or refused);
-    /// at open, the staged file as it started.
-    settled: Mutex<Option<[i64; 5]>>,
+    /// What was settled last, and whether a settle runs now.
+    settle: Mutex<Settle>,
+    /// Signalled when a running settle hands its turn back.
+    turn_free: Condvar,
     /// Nothing settled yet, and nothing written: a close now is a shell
     /// closing a duplicate before writing (`>` redirections), not the end
     /// of the write; it is settled at release.
@@ -82,8 +140,13 @@ impl Core {
             .create_new(true)
             .open(&staging)
             .map_err(|e| {
-                tracing::error!(file = %staging.display(), error = %e, "cannot create a staging file");
-                Errno::from(e)
+                FsError::from(Errno::from(&e))
+                    .context(format!(
+                        "cannot create a staging file {}",
+                        staging.display()
+                    ))
+                    .with_source(e)
+                    .fault()
             })?;
         let staged = Staged {
             bucket,
@@ -93,7 +156,8 @@ impl Core {
             placeholder,
             mode: st.st_mode & 0o7777,
             owner: (st.st_uid, st.st_gid),
-            settled: Mutex::new(None),
+            settle: Mutex::new(Settle::default()),
+            turn_free: Condvar::new(),
             untouched: std::sync::atomic::AtomicBool::new(true),
             published: std::sync::atomic::AtomicBool::new(false),
             keep: std::sync::atomic::AtomicBool::new(false),
@@ -114,7 +178,7 @@ impl Core {
             src.release();
         }
         if let Ok(st) = crate::origin::local::fstat(&file) {
-            *staged.settled.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(&st));
+            staged.settle_state().done = Some(fingerprint(&st));
         }
         Ok((OpenFile::Local(file), staged))
     }
@@ -130,13 +194,9 @@ impl Core {
     ) -> FsResult<()> {
         let st = file.stat()?;
         let fp = fingerprint(&st);
-        let mut settled = s.settled.lock().unwrap_or_else(|e| e.into_inner());
-        let untouched = s.untouched.load(Ordering::Relaxed);
-        if *settled == Some(fp) && !(untouched && releasing) {
+        let Some(_turn) = s.claim_turn(fp, releasing) else {
             return Ok(());
-        }
-        s.untouched.store(false, Ordering::Relaxed);
-        *settled = Some(fp);
+        };
         let (engine, eb) = self.engine(s.bucket).ok_or(Errno::EIO)?;
         let path = match self.target(ino) {
             Ok(super::Target::Path { path, .. }) => path,
@@ -158,9 +218,14 @@ impl Core {
         ) {
             self.quarantine(engine.state_dir(), s, &path);
             self.drop_placeholder(s);
-            tracing::warn!(path = ?path_text(&path), error = %e,
-                "pre onPut workflow aborted; the write is not published and close fails with EIO");
-            return Err(Errno::EIO);
+            return Err(FsError::msg(
+                Errno::EIO,
+                format!(
+                    "pre onPut workflow aborted on {}; the write is not published and close fails with EIO",
+                    path_text(&path)
+                ),
+            )
+            .with_source(e));
         }
         let store = Store {
             bucket: &self.buckets[s.bucket],
@@ -183,10 +248,14 @@ impl Core {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(path = ?shown, error = %e, "cannot publish a staged write");
                 self.quarantine(engine.state_dir(), s, &path);
                 self.drop_placeholder(s);
-                Err(Errno::EIO)
+                Err(FsError::msg(
+                    Errno::EIO,
+                    format!("cannot publish a staged write to {shown}"),
+                )
+                .with_source(e)
+                .fault())
             }
         }
     }
@@ -216,14 +285,16 @@ impl Core {
     }
 
     /// At release: settle what the last close did not, drop the staging
-    /// file, and take back a placeholder nothing was published to.
-    pub(crate) fn release_staged(&self, file: &OpenFile, s: &Staged, ino: u64) {
-        // Errors were logged (and reported to the close that saw them).
-        let _ = self.settle_staged(file, s, ino, true);
+    /// file, and take back a placeholder nothing was published to. A
+    /// settle that fails here is returned for the log only: the kernel
+    /// has no one left to tell.
+    pub(crate) fn release_staged(&self, file: &OpenFile, s: &Staged, ino: u64) -> FsResult<()> {
+        let settled = self.settle_staged(file, s, ino, true);
         if !s.keep.load(Ordering::Relaxed) {
             let _ = std::fs::remove_file(&s.staging);
         }
         self.drop_placeholder(s);
+        settled
     }
 
     /// Removes the empty file created for a write that was never published
@@ -248,5 +319,96 @@ impl Core {
                 tracing::warn!(path = ?s.rel, error = %e, "cannot remove the placeholder of a refused write")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn staged() -> Staged {
+        Staged {
+            bucket: 0,
+            mount: 0,
+            rel: Vec::new(),
+            staging: PathBuf::from("/nonexistent"),
+            placeholder: false,
+            mode: 0o644,
+            owner: (0, 0),
+            settle: Mutex::new(Settle::default()),
+            turn_free: Condvar::new(),
+            untouched: AtomicBool::new(false),
+            published: AtomicBool::new(false),
+            placeholder_gone: AtomicBool::new(false),
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_content_is_settled_once() {
+        let s = staged();
+        let fp = [1, 2, 3, 4, 5];
+        assert!(s.claim_turn(fp, false).is_some());
+        assert!(s.claim_turn(fp, false).is_none(), "same content again");
+        assert!(
+            s.claim_turn([9, 2, 3, 4, 5], false).is_some(),
+            "new content"
+        );
+    }
+
+    #[test]
+    fn an_untouched_handle_settles_at_release() {
+        let s = staged();
+        s.untouched.store(true, Ordering::Relaxed);
+        let fp = [1, 2, 3, 4, 5];
+        s.settle_state().done = Some(fp);
+        assert!(
+            s.claim_turn(fp, false).is_none(),
+            "a close before any write"
+        );
+        assert!(s.claim_turn(fp, true).is_some(), "the release settles it");
+        assert!(s.claim_turn(fp, true).is_none(), "and only once");
+    }
+
+    /// A second close waits for the running settle without the mutex being
+    /// held meanwhile, then finds the content settled.
+    #[test]
+    fn a_second_close_waits_for_the_turn_without_the_lock() {
+        let s = staged();
+        let fp = [1, 2, 3, 4, 5];
+        let turn = s.claim_turn(fp, false).expect("first close settles");
+        let s = &s;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel();
+            scope.spawn(move || {
+                let again = s.claim_turn(fp, false).is_some();
+                tx.send(again).expect("send");
+            });
+            // The waiter must not sit on the state: it stays lockable while
+            // the first settle "runs".
+            std::thread::sleep(Duration::from_millis(50));
+            let lockable = (0..1000).any(|_| {
+                let ok = s.settle.try_lock().is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                ok
+            });
+            assert!(lockable, "the settle state is locked while a close waits");
+            assert!(
+                rx.try_recv().is_err(),
+                "the waiter returned while the turn was taken"
+            );
+            drop(turn);
+            let again = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the waiter wakes when the turn is handed back");
+            assert!(!again, "the content was settled by the first close");
+        });
+        assert!(!s.settle_state().running);
     }
 }

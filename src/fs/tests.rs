@@ -49,7 +49,7 @@ fn lookup_path(core: &Core, path: &str) -> FsResult<Entry> {
         ino = e.attr.ino.0;
         last = Some(e);
     }
-    last.ok_or(Errno::EINVAL)
+    last.ok_or(Errno::EINVAL.into())
 }
 
 fn names(core: &Core, path: &str) -> Vec<String> {

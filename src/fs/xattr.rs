@@ -3,10 +3,11 @@
 
 use std::ffi::OsStr;
 
+use super::FsResult;
 use super::inodes::Ino;
 use super::namespace::Need;
 use super::{Core, Located, Target};
-use crate::error::{Errno, FsResult};
+use crate::error::Errno;
 
 /// The answer to a getxattr/listxattr: the size when the caller probes with
 /// size 0, the bytes otherwise.
@@ -28,7 +29,7 @@ impl Core {
 
     pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> FsResult<XattrReply> {
         let Some((bucket, mount, rel)) = self.xattr_target(ino)? else {
-            return Err(Errno(libc::ENODATA));
+            return Err(Errno(libc::ENODATA).into());
         };
         let origin = self.origin(bucket, mount);
         if size == 0 {
@@ -60,18 +61,19 @@ impl Core {
 
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
         let Some((bucket, mount, rel)) = self.xattr_target(ino)? else {
-            return Err(Errno::EACCES);
+            return Err(Errno::EACCES.into());
         };
         self.allow(bucket, Need::Put)?;
-        self.origin(bucket, mount)
-            .setxattr(&rel, name, value, flags)
+        Ok(self
+            .origin(bucket, mount)
+            .setxattr(&rel, name, value, flags)?)
     }
 
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
         let Some((bucket, mount, rel)) = self.xattr_target(ino)? else {
-            return Err(Errno::EACCES);
+            return Err(Errno::EACCES.into());
         };
         self.allow(bucket, Need::Put)?;
-        self.origin(bucket, mount).removexattr(&rel, name)
+        Ok(self.origin(bucket, mount).removexattr(&rel, name)?)
     }
 }

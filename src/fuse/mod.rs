@@ -1,5 +1,7 @@
-//! The `fuser::Filesystem` glue: each method calls the core and turns its
-//! `FsResult` into a reply. No file-system logic lives here.
+//! The `fuser::Filesystem` glue: each method opens one tracing span for the
+//! request (op, inode, handle), calls the core, and turns its `FsResult`
+//! into a reply. A failed request is logged once, by [`fail!`], inside that
+//! span. No file-system logic lives here.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -15,8 +17,8 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::error::Errno;
-use crate::fs::{Core, Ctx, Entry, SetAttr, XattrReply};
+use crate::fs::error::Severity;
+use crate::fs::{Core, Ctx, Entry, FsError, FsResult, SetAttr, XattrReply};
 use crate::origin::local::SetTime;
 
 pub struct FuseFs {
@@ -46,6 +48,8 @@ impl FuseFs {
         fh: u64,
         register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> std::io::Result<Arc<BackingId>> {
+        // Held across the registration (one ioctl on /dev/fuse, no backend
+        // call): two opens of one inode must not register two files.
         let mut cache = self.backing.lock().unwrap_or_else(|e| e.into_inner());
         let id = match cache.by_inode.get(&ino).and_then(Weak::upgrade) {
             Some(id) => id,
@@ -54,7 +58,7 @@ impl FuseFs {
                     .core
                     .handles
                     .file(fh)
-                    .map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+                    .map_err(|e| std::io::Error::from_raw_os_error(e.errno().0))?;
                 let file = h
                     .file
                     .as_local()
@@ -83,8 +87,36 @@ struct BackingCache {
     by_inode: HashMap<u64, Weak<BackingId>>,
 }
 
-fn errno(e: Errno) -> fuser::Errno {
-    fuser::Errno::from_i32(e.0)
+/// The span of one FUSE request, entered until the handler returns, so
+/// that everything logged while serving it (here, in the core, in an
+/// origin) names the request: `fuse{op=lookup ino=1 name="a"}`.
+macro_rules! request_span {
+    ($op:literal $(, $($field:tt)+)?) => {
+        tracing::info_span!("fuse", op = $op $(, $($field)+)?).entered()
+    };
+}
+
+/// The one place a failed request becomes a reply: logs the error once,
+/// at the level its severity asks for, and replies with its errno.
+macro_rules! fail {
+    ($reply:expr, $err:expr) => {{
+        let e: FsError = $err;
+        log_failure(&e);
+        $reply.error(fuser::Errno::from_i32(e.errno().0))
+    }};
+}
+
+/// Debug for answers programs expect (ENOENT of a probe, EEXIST of
+/// O_EXCL …: normal operation logs nothing above INFO), warn for a request
+/// that failed for a reason an operator should see, error for a fault of
+/// the daemon itself.
+fn log_failure(e: &FsError) {
+    let errno = e.errno().0;
+    match e.severity() {
+        Severity::Expected => tracing::debug!(errno, error = %e.report(), "request failed"),
+        Severity::Failure => tracing::warn!(errno, error = %e.report(), "request failed"),
+        Severity::Fault => tracing::error!(errno, error = %e.report(), "request failed"),
+    }
 }
 
 fn ctx(req: &Request) -> Ctx {
@@ -94,17 +126,32 @@ fn ctx(req: &Request) -> Ctx {
     }
 }
 
-fn reply_entry(reply: ReplyEntry, r: Result<Entry, Errno>) {
+fn reply_entry(reply: ReplyEntry, r: FsResult<Entry>) {
     match r {
         Ok(e) => reply.entry(&e.ttl, &e.attr, Generation(0)),
-        Err(e) => reply.error(errno(e)),
+        Err(e) => fail!(reply, e),
     }
 }
 
-fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+fn reply_empty(reply: ReplyEmpty, r: FsResult<()>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e)),
+        Err(e) => fail!(reply, e),
+    }
+}
+
+fn reply_attr(reply: ReplyAttr, r: FsResult<Entry>) {
+    match r {
+        Ok(e) => reply.attr(&e.ttl, &e.attr),
+        Err(e) => fail!(reply, e),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, r: FsResult<XattrReply>) {
+    match r {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        Err(e) => fail!(reply, e),
     }
 }
 
@@ -151,18 +198,19 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _span = request_span!("lookup", ino = parent.0, name = ?name);
         reply_entry(reply, self.core.lookup(parent.0, name));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _span = request_span!("forget", ino = ino.0);
         self.core.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.core.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(e) => reply.attr(&e.ttl, &e.attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        let fh = fh.map(|f| f.0);
+        let _span = request_span!("getattr", ino = ino.0, fh);
+        reply_attr(reply, self.core.getattr(ino.0, fh));
     }
 
     fn setattr(
@@ -183,6 +231,8 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let fh = fh.map(|f| f.0);
+        let _span = request_span!("setattr", ino = ino.0, fh);
         let s = SetAttr {
             mode,
             uid,
@@ -190,18 +240,16 @@ impl Filesystem for FuseFs {
             size,
             atime: set_time(atime),
             mtime: set_time(mtime),
-            fh: fh.map(|f| f.0),
+            fh,
         };
-        match self.core.setattr(ino.0, s) {
-            Ok(e) => reply.attr(&e.ttl, &e.attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_attr(reply, self.core.setattr(ino.0, s));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _span = request_span!("readlink", ino = ino.0);
         match self.core.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
@@ -215,6 +263,7 @@ impl Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _span = request_span!("mknod", ino = parent.0, name = ?name);
         reply_entry(
             reply,
             self.core.mknod(parent.0, name, mode, umask, rdev, ctx(req)),
@@ -230,6 +279,7 @@ impl Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _span = request_span!("mkdir", ino = parent.0, name = ?name);
         reply_entry(
             reply,
             self.core.mkdir(parent.0, name, mode, umask, ctx(req)),
@@ -237,10 +287,12 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _span = request_span!("unlink", ino = parent.0, name = ?name);
         reply_empty(reply, self.core.unlink(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _span = request_span!("rmdir", ino = parent.0, name = ?name);
         reply_empty(reply, self.core.rmdir(parent.0, name));
     }
 
@@ -252,6 +304,7 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _span = request_span!("symlink", ino = parent.0, name = ?link_name);
         reply_entry(
             reply,
             self.core
@@ -269,6 +322,13 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!(
+            "rename",
+            ino = parent.0,
+            name = ?name,
+            new_ino = newparent.0,
+            new_name = ?newname
+        );
         reply_empty(
             reply,
             self.core
@@ -284,14 +344,17 @@ impl Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _span = request_span!("link", ino = ino.0, new_ino = newparent.0, new_name = ?newname);
         reply_entry(reply, self.core.link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let span = request_span!("open", ino = ino.0, fh = tracing::field::Empty);
         let fh = match self.core.open(ino.0, flags.0) {
             Ok(fh) => fh,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return fail!(reply, e),
         };
+        span.record("fh", fh);
         if self.core.handle_direct(fh) {
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
@@ -311,7 +374,7 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -319,16 +382,17 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _span = request_span!("read", ino = ino.0, fh = fh.0, offset, size);
         match self.core.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -337,33 +401,36 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _span = request_span!("write", ino = ino.0, fh = fh.0, offset, size = data.len());
         match self.core.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("flush", ino = ino.0, fh = fh.0);
         reply_empty(reply, self.core.flush(fh.0));
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("release", ino = ino.0, fh = fh.0);
         self.drop_backing(fh.0);
         reply_empty(reply, self.core.release(fh.0));
     }
@@ -371,18 +438,23 @@ impl Filesystem for FuseFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("fsync", ino = ino.0, fh = fh.0);
         reply_empty(reply, self.core.fsync(fh.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let span = request_span!("opendir", ino = ino.0, fh = tracing::field::Empty);
         match self.core.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
+            Ok(fh) => {
+                span.record("fh", fh);
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
+            Err(e) => fail!(reply, e),
         }
     }
 
@@ -394,6 +466,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _span = request_span!("readdir", ino = ino.0, fh = fh.0, offset);
         match self.core.readdir(ino.0, fh.0, offset) {
             Ok(entries) => {
                 for (next, e) in entries {
@@ -403,7 +476,7 @@ impl Filesystem for FuseFs {
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
@@ -415,9 +488,10 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _span = request_span!("readdirplus", ino = ino.0, fh = fh.0, offset);
         let entries = match self.core.readdir(ino.0, fh.0, offset) {
             Ok(entries) => entries,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return fail!(reply, e),
         };
         for (next, e) in entries {
             let dot = e.name == "." || e.name == "..";
@@ -427,9 +501,14 @@ impl Filesystem for FuseFs {
             } else {
                 self.core.lookup_listed(ino.0, &e.name)
             };
-            let Ok(entry) = entry else {
-                // Gone since opendir: leave it out, as a fresh listing would.
-                continue;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    // Gone since opendir: leave it out, as a fresh listing
+                    // would. Not a failure of this request.
+                    tracing::debug!(name = ?e.name, error = %err.report(), "entry left out of the listing");
+                    continue;
+                }
             };
             if reply.add(
                 entry.attr.ino,
@@ -451,11 +530,12 @@ impl Filesystem for FuseFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("releasedir", ino = ino.0, fh = fh.0);
         self.core.releasedir(fh.0);
         reply.ok();
     }
@@ -463,15 +543,19 @@ impl Filesystem for FuseFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("fsyncdir", ino = ino.0, fh = fh.0);
+        // Directory changes are made by syscalls on the origin, which
+        // persist them as it does for any client.
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let _span = request_span!("statfs", ino = ino.0);
         match self.core.statfs(ino.0) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -483,7 +567,7 @@ impl Filesystem for FuseFs {
                 s.f_namemax as u32,
                 s.f_frsize as u32,
             ),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
@@ -497,30 +581,27 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("setxattr", ino = ino.0, name = ?name);
         reply_empty(reply, self.core.setxattr(ino.0, name, value, flags));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.core.getxattr(ino.0, name, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
-            Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
-        }
+        let _span = request_span!("getxattr", ino = ino.0, name = ?name);
+        reply_xattr(reply, self.core.getxattr(ino.0, name, size));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.core.listxattr(ino.0, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
-            Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
-        }
+        let _span = request_span!("listxattr", ino = ino.0);
+        reply_xattr(reply, self.core.listxattr(ino.0, size));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _span = request_span!("removexattr", ino = ino.0, name = ?name);
         reply_empty(reply, self.core.removexattr(ino.0, name));
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _span = request_span!("access", ino = ino.0);
         // The kernel checks permissions itself (default_permissions); this
         // only answers whether the entry exists.
         reply_empty(reply, self.core.getattr(ino.0, None).map(drop));
@@ -536,65 +617,69 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
+        let span =
+            request_span!("create", ino = parent.0, name = ?name, fh = tracing::field::Empty);
+        let (e, fh) = match self
             .core
             .create(parent.0, name, mode, umask, flags, ctx(req))
         {
-            Ok((e, fh)) => {
-                if self.passthrough.load(Ordering::Relaxed) {
-                    match self.backing_for(e.attr.ino.0, fh, |f| reply.open_backing(f)) {
-                        Ok(id) => {
-                            return reply.created_passthrough(
-                                &e.ttl,
-                                &e.attr,
-                                Generation(0),
-                                FileHandle(fh),
-                                FopenFlags::empty(),
-                                &id,
-                            );
-                        }
-                        Err(err) => {
-                            tracing::debug!(error = %err, "passthrough refused; serving reads and writes")
-                        }
-                    }
+            Ok(created) => created,
+            Err(e) => return fail!(reply, e),
+        };
+        span.record("fh", fh);
+        if self.passthrough.load(Ordering::Relaxed) {
+            match self.backing_for(e.attr.ino.0, fh, |f| reply.open_backing(f)) {
+                Ok(id) => {
+                    return reply.created_passthrough(
+                        &e.ttl,
+                        &e.attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                        &id,
+                    );
                 }
-                reply.created(
-                    &e.ttl,
-                    &e.attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                )
+                Err(err) => {
+                    tracing::debug!(error = %err, "passthrough refused; serving reads and writes")
+                }
             }
-            Err(e) => reply.error(errno(e)),
         }
+        reply.created(
+            &e.ttl,
+            &e.attr,
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::empty(),
+        )
     }
 
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span!("fallocate", ino = ino.0, fh = fh.0);
         reply_empty(reply, self.core.fallocate(fh.0, offset, length, mode));
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _span = request_span!("lseek", ino = ino.0, fh = fh.0);
         match self.core.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => fail!(reply, e),
         }
     }
 }
