@@ -301,7 +301,7 @@ mod tests {
         let e = parse(src).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "line 1, column 9: invalid JSON: expected `,` or `}`"
+            "line 1, column 10: invalid JSON: expected `,` or `}`"
         );
     }
 
@@ -357,7 +357,7 @@ mod tests {
         let e = parse("{\"a\": \"x # y").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "line 1, column 13: invalid JSON: EOF while parsing a string"
+            "line 1, column 12: invalid JSON: EOF while parsing a string"
         );
     }
 
