@@ -43,8 +43,7 @@ pub(crate) fn strip_comments(src: &str) -> Vec<u8> {
     };
     let mut keep = first_block_comment(orig, &out).unwrap_or(out.len());
     // A refused `/` (not followed by `/` or `*`) was already blanked.
-    if failed && keep == out.len() && keep > 0 && out[keep - 1] == b' ' && orig[keep - 1] == b'/'
-    {
+    if failed && keep == out.len() && keep > 0 && out[keep - 1] == b' ' && orig[keep - 1] == b'/' {
         keep -= 1;
     }
     out.truncate(keep);
@@ -348,7 +347,10 @@ mod tests {
     #[test]
     fn lone_slash_and_open_string_are_serde_errors() {
         let e = parse("# c\n{\"a\": /1}").unwrap_err();
-        assert_eq!(e.to_string(), "line 2, column 7: invalid JSON: expected value");
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 7: invalid JSON: expected value"
+        );
         let e = parse("{\"a\": 1} /").unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -288,17 +288,6 @@ fn seconds(
 }
 
 /// Collapses regex's multi-line syntax error into one line.
-fn regex_error(pattern: &str, e: &regex::Error) -> String {
-    let text = e.to_string();
-    let reason = text
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.lines().last().unwrap_or_default().trim().to_string());
-    format!("bad regex {pattern:?}: {reason}")
-}
-
 fn check_executable(cx: &mut Ctx, active: bool, path: &str, file: &str, what: &str) {
     match std::fs::metadata(file) {
         Ok(md) if !md.is_file() => {
