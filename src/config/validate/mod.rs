@@ -239,7 +239,7 @@ fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
     c
 }
 
-fn http_url(u: &str) -> Result<(), String> {
+fn http_url(u: &str) -> Result<(), ConfigError> {
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"));
@@ -247,7 +247,9 @@ fn http_url(u: &str) -> Result<(), String> {
         Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
             Ok(())
         }
-        _ => Err(format!("{u:?} is not an http:// or https:// URL")),
+        _ => Err(ConfigError::value(format!(
+            "{u:?} is not an http:// or https:// URL"
+        ))),
     }
 }
 
