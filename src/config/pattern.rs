@@ -8,9 +8,9 @@
 //! anchored at both ends. Not `globset`, although SPEC §10 names it: globset
 //! cannot be configured to these rules — its `?` and sets match one *byte*
 //! (its regexes are `(?-u)`), so `?` never matches `é`; `{a,b}` is always
-//! alternation; `\` escapes; `[^a]` negates — and an fnmatch reading of a
-//! pattern globset accepts could differ from globset's, which is the bug this
-//! module exists to rule out.
+//! alternation; `\` escapes; `[^a]` negates. Validating with globset and
+//! matching with fnmatch (as storgate once did) let a pattern pass `check`
+//! and then match otherwise; one compiler rules that out.
 //!
 //! fnmatch itself accepts every string. Two shapes are refused all the same,
 //! because whoever wrote them almost surely meant something else than the
@@ -206,5 +206,54 @@ fn push_set(out: &mut String, stuff: &[char]) {
             }
             out.push(']');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(p: &str) -> Result<Pattern, String> {
+        compile(p, false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn refused_globs() {
+        assert!(
+            glob("[ab")
+                .unwrap_err()
+                .ends_with("unclosed character class; missing ']'")
+        );
+        assert!(
+            glob("a{b")
+                .unwrap_err()
+                .contains("unclosed alternate group")
+        );
+        assert!(
+            glob("a}b")
+                .unwrap_err()
+                .contains("unopened alternate group")
+        );
+        // Braces and brackets inside a set are members, not syntax.
+        for p in ["[{]", "[}]", "[[]", "[]]", "x{[}]}", "{a,b}"] {
+            assert!(glob(p).is_ok(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn globs_match_whole_names_by_character() {
+        let p = glob("?.{a}").expect("valid");
+        assert!(p.is_match("é.{a}") && !p.is_match("é.a") && !p.is_match("ab.{a}"));
+    }
+
+    #[test]
+    fn regexes_anchor_at_the_start_only() {
+        let p = compile(r"a\.", true).expect("valid");
+        assert!(p.is_match("a.jpg") && !p.is_match("ba.jpg"));
+        let e = compile("(x", true).unwrap_err().to_string();
+        assert!(
+            e.starts_with("bad regex \"(x\": ") && !e.contains('\n'),
+            "{e}"
+        );
     }
 }
