@@ -12,6 +12,7 @@
 //! with years is refused. Times are evaluated in
 //! whatever time zone the caller passes (the scheduler uses local time).
 
+use super::ConfigError;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -41,21 +42,21 @@ fn parser() -> CronParser {
 }
 
 /// Parses a schedule; the error message is meant to follow `schedule: `.
-pub fn parse(expr: &str) -> Result<Schedule, String> {
+pub fn parse(expr: &str) -> Result<Schedule, ConfigError> {
     let t = expr.trim();
     if t.starts_with('@') {
         if !NICKNAMES.iter().any(|n| n.eq_ignore_ascii_case(t)) {
-            return Err(format!(
+            return Err(ConfigError::value(format!(
                 "bad cron expression {expr:?}: unknown nickname (use one of {})",
                 NICKNAMES.join(" ")
-            ));
+            )));
         }
     } else {
         let fields = t.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!(
+            return Err(ConfigError::value(format!(
                 "bad cron expression {expr:?}: expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"
-            ));
+            )));
         }
     }
     match parser().parse(t) {
@@ -63,7 +64,9 @@ pub fn parse(expr: &str) -> Result<Schedule, String> {
             expr: expr.to_string(),
             cron,
         }),
-        Err(e) => Err(format!("bad cron expression {expr:?}: {e}")),
+        Err(e) => Err(ConfigError::value(format!(
+            "bad cron expression {expr:?}: {e}"
+        ))),
     }
 }
 

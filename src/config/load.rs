@@ -9,47 +9,79 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::io::Read;
 
+use json_comments::StripComments;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::ConfigError;
 use super::paths::{join_index, join_key};
 
-/// Replaces every `#…` and `//…` line comment outside strings by spaces, byte
-/// for byte, so that lines and columns of what remains are unchanged.
-pub(crate) fn strip_comments(src: &str) -> String {
-    let mut out = src.as_bytes().to_vec();
-    let b = src.as_bytes();
-    let mut i = 0;
-    let mut in_string = false;
-    while i < b.len() {
-        let c = b[i];
-        if in_string {
-            match c {
-                b'\\' => i += 1,
-                b'"' | b'\n' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
+/// The text serde reads: every `#…` and `//…` line comment outside strings
+/// blanked by `json_comments`, which writes a space over each comment byte,
+/// so lines and columns of what remains are those of the original.
+///
+/// `json_comments` also blanks `/* … */`, which SPEC §2 refuses, and it
+/// reports a lone `/` only as "invalid data", without a position. So from
+/// the first block comment, or from the spot it refuses, the text is handed
+/// to serde as written: serde then names the problem with its own message
+/// and position, exactly as for any other text that is not JSON.
+pub(crate) fn strip_comments(src: &str) -> Vec<u8> {
+    let orig = src.as_bytes();
+    let mut out = Vec::with_capacity(orig.len());
+    // One byte per read, so that on an error `out` ends right before the
+    // byte refused (a larger read loses the whole chunk it failed in).
+    let mut reader = StripComments::new(OneByte(orig));
+    let mut byte = [0u8];
+    let failed = loop {
+        match reader.read(&mut byte) {
+            Ok(0) => break false,
+            Ok(_) => out.push(byte[0]),
+            Err(_) => break true,
         }
-        let comment = c == b'#' || (c == b'/' && b.get(i + 1) == Some(&b'/'));
-        if comment {
-            while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                out[i] = b' ';
-                i += 1;
-            }
-            continue;
-        }
-        if c == b'"' {
-            in_string = true;
-        }
-        i += 1;
+    };
+    let mut keep = first_block_comment(orig, &out).unwrap_or(out.len());
+    // A refused `/` (not followed by `/` or `*`) was already blanked.
+    if failed && keep == out.len() && keep > 0 && out[keep - 1] == b' ' && orig[keep - 1] == b'/' {
+        keep -= 1;
     }
-    // Only ASCII bytes were written, and only over whole comments (which run
-    // to the end of a line), so the result is still UTF-8.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out.truncate(keep);
+    out.extend_from_slice(&orig[keep..]);
+    out
+}
+
+/// Where the first `/*` comment starts, found from what `json_comments`
+/// blanked: outside line comments, the first byte it changed opens a comment.
+fn first_block_comment(orig: &[u8], stripped: &[u8]) -> Option<usize> {
+    let mut in_line = false;
+    for (i, (&o, &s)) in orig.iter().zip(stripped).enumerate() {
+        if in_line {
+            in_line = o != b'\n';
+        } else if o != s {
+            if orig[i..].starts_with(b"/*") {
+                return Some(i);
+            }
+            in_line = true;
+        }
+    }
+    None
+}
+
+/// A reader handing out one byte per call.
+struct OneByte<'a>(&'a [u8]);
+
+impl Read for OneByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((&b, rest)), Some(slot)) => {
+                *slot = b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
 }
 
 /// serde_json counts columns in bytes; users count characters.
@@ -89,7 +121,7 @@ pub(crate) fn parse(original: &str) -> Result<(Value, Vec<ConfigError>), ConfigE
     let text = original.strip_prefix('\u{feff}').unwrap_or(original);
     let stripped = strip_comments(text);
     let dups = RefCell::new(Vec::new());
-    let mut de = serde_json::Deserializer::from_str(&stripped);
+    let mut de = serde_json::Deserializer::from_slice(&stripped);
     let value = ValueSeed {
         path: String::new(),
         dups: &dups,
@@ -240,7 +272,7 @@ mod tests {
         let src = "{ # a comment\n  \"url\": \"http://x//y#z\", // trailing\n  \"a\": 1 // c \"quoted\"\n}";
         let s = strip_comments(src);
         assert_eq!(s.len(), src.len());
-        let v: Value = serde_json::from_str(&s).expect("valid after stripping");
+        let v: Value = serde_json::from_slice(&s).expect("valid after stripping");
         assert_eq!(v["url"], "http://x//y#z");
         assert_eq!(v["a"], 1);
     }
@@ -248,7 +280,7 @@ mod tests {
     #[test]
     fn escaped_quote_in_string() {
         let src = "{\"a\": \"x\\\"#y\" # c\n}";
-        let v: Value = serde_json::from_str(&strip_comments(src)).expect("valid");
+        let v: Value = serde_json::from_slice(&strip_comments(src)).expect("valid");
         assert_eq!(v["a"], "x\"#y");
     }
 
@@ -278,6 +310,56 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "line 2, column 2: invalid JSON: key must be a string"
+        );
+    }
+
+    #[test]
+    fn comment_positions_are_kept() {
+        // Blanked byte for byte: an error after comments is located as if
+        // they were not there, even after a multibyte comment and a `#` or
+        // `/*` inside a string.
+        let src = "{ // 주석 /* not a block */\n  \"u\": \"a#b/*c\", # x\n  \"v\" 1\n}";
+        let e = parse(src).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 3, column 7: invalid JSON: expected `:`"
+        );
+        let s = strip_comments(src);
+        assert_eq!(s.len(), src.len());
+        assert_eq!(s.iter().filter(|&&b| b == b'\n').count(), 3);
+    }
+
+    #[test]
+    fn block_comment_after_line_comments() {
+        let e = parse("{ # one\n  // two\n  \"a\": 1, /* three */ \"b\": 2}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 3, column 11: invalid JSON: key must be a string"
+        );
+        // Unterminated: still serde's message and position.
+        let e = parse("{\"a\": 1 /* open").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 9: invalid JSON: expected `,` or `}`"
+        );
+    }
+
+    #[test]
+    fn lone_slash_and_open_string_are_serde_errors() {
+        let e = parse("# c\n{\"a\": /1}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 7: invalid JSON: expected value"
+        );
+        let e = parse("{\"a\": 1} /").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 10: invalid JSON: trailing characters"
+        );
+        let e = parse("{\"a\": \"x # y").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 12: invalid JSON: EOF while parsing a string"
         );
     }
 

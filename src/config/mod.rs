@@ -8,6 +8,9 @@
 //! - `validate/`: raw → the normalised [`model`] with every semantic check
 //!   (`globals`, `bucket`, `workflow`, `events`);
 //! - `units`, `cron`, `template`, `paths`: the small parsers it uses;
+//! - `pattern`: the one compiler of filter name patterns (globs and regexes),
+//!   used by the validation here and by the runtime filter alike;
+//! - `error`: [`ConfigError`], a problem located by its JSON path;
 //! - `summary`: the text `storgate check` prints.
 //!
 //! Error paths are JSON paths relative to the inner object (the one holding
@@ -18,18 +21,20 @@
 //! `mountPoint: "/"` is the same as `null`/absent: a root mount.
 
 pub mod cron;
+mod error;
 mod load;
 pub mod model;
 mod paths;
+pub mod pattern;
 mod raw;
 mod summary;
 pub mod template;
 pub mod units;
 mod validate;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use error::ConfigError;
 pub use model::*;
 pub use summary::summary;
 
@@ -37,28 +42,6 @@ pub use summary::summary;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/storgate/storgate.json";
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "STORGATE_CONFIG";
-
-/// One problem found in a configuration, located by its JSON path (or by
-/// `line L, column C` for syntax errors, or by the file name when it cannot
-/// be read). `Display` gives `{path}: {message}` (just the message when the
-/// path is empty, i.e. the whole document).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A valid configuration and the warnings found while checking it (each
 /// `{path}: {message}`).

@@ -1,6 +1,8 @@
 //! Path helpers: JSON paths for error messages (`buckets[0].events.onBatch[1]`)
 //! and bucket paths (absolute, `/`-separated, normalised).
 
+use super::ConfigError;
+
 /// `base.key`, or `base["odd key"]` for keys that are not plain identifiers.
 pub(crate) fn join_key(base: &str, key: &str) -> String {
     let plain = !key.is_empty()
@@ -35,19 +37,21 @@ pub(crate) fn join(base: &str, rel: &str) -> String {
 
 /// Normalises an absolute bucket path: collapses `//`, drops a trailing `/`
 /// (except for the root). Errors on relative paths and `.`/`..` components.
-pub(crate) fn normalize_bucket_path(p: &str) -> Result<String, String> {
+pub(crate) fn normalize_bucket_path(p: &str) -> Result<String, ConfigError> {
     if !p.starts_with('/') {
-        return Err(format!(
+        return Err(ConfigError::value(format!(
             "{p:?} is not an absolute path (it must start with /)"
-        ));
+        )));
     }
     let mut out = String::new();
     for c in p.split('/').filter(|c| !c.is_empty()) {
         if c == "." || c == ".." {
-            return Err(format!("{p:?} contains a `{c}` component"));
+            return Err(ConfigError::value(format!(
+                "{p:?} contains a `{c}` component"
+            )));
         }
         if c.contains('\0') {
-            return Err(format!("{p:?} contains a NUL byte"));
+            return Err(ConfigError::value(format!("{p:?} contains a NUL byte")));
         }
         out.push('/');
         out.push_str(c);

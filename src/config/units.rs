@@ -4,6 +4,8 @@
 //! unit = bytes). Ages: `s m h d w` (no unit = seconds). Units are lower-case
 //! only, as in Ansible.
 
+use super::ConfigError;
+
 /// A size bound: `"1m"` = at least 1 MiB, `"-1m"` = at most 1 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeFilter {
@@ -41,7 +43,7 @@ impl AgeFilter {
 }
 
 /// Splits `-?digits unit?` into (negative, number, unit).
-fn split(text: &str, units: &str) -> Result<(bool, u64, Option<char>), String> {
+fn split(text: &str, units: &str) -> Result<(bool, u64, Option<char>), ConfigError> {
     let t = text.trim();
     let (neg, rest) = match t.strip_prefix('-') {
         Some(r) => (true, r),
@@ -52,29 +54,33 @@ fn split(text: &str, units: &str) -> Result<(bool, u64, Option<char>), String> {
         .unwrap_or(rest.len());
     let (digits, unit) = rest.split_at(digits_end);
     if digits.is_empty() {
-        return Err(format!(
+        return Err(ConfigError::value(format!(
             "{text:?} is not a number with an optional unit ({units})"
-        ));
+        )));
     }
     if unit.starts_with(|c: char| !c.is_ascii_alphabetic()) {
-        return Err(format!(
+        return Err(ConfigError::value(format!(
             "{text:?} is not a whole number with an optional unit ({units})"
-        ));
+        )));
     }
     let mut chars = unit.chars();
     let unit = match (chars.next(), chars.next()) {
         (None, _) => None,
         (Some(c), None) if units.split(' ').any(|u| u.starts_with(c)) => Some(c),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use {units})")),
+        _ => {
+            return Err(ConfigError::value(format!(
+                "{text:?}: unknown unit {unit:?} (use {units})"
+            )));
+        }
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is too large"))?;
+        .map_err(|_| ConfigError::value(format!("{text:?} is too large")))?;
     Ok((neg, n, unit))
 }
 
 /// Parses a size such as `"1m"`, `"-512k"`, `"100"`.
-pub fn parse_size(text: &str) -> Result<SizeFilter, String> {
+pub fn parse_size(text: &str) -> Result<SizeFilter, ConfigError> {
     let (at_most, n, unit) = split(text, "b k m g t")?;
     let mult: u64 = match unit {
         None | Some('b') => 1,
@@ -85,12 +91,12 @@ pub fn parse_size(text: &str) -> Result<SizeFilter, String> {
     };
     let bytes = n
         .checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
+        .ok_or_else(|| ConfigError::value(format!("{text:?} is too large")))?;
     Ok(SizeFilter { bytes, at_most })
 }
 
 /// Parses an age such as `"2d"`, `"-3h"`, `"90"`.
-pub fn parse_age(text: &str) -> Result<AgeFilter, String> {
+pub fn parse_age(text: &str) -> Result<AgeFilter, ConfigError> {
     let (at_most, n, unit) = split(text, "s m h d w")?;
     let mult: u64 = match unit {
         None | Some('s') => 1,
@@ -101,7 +107,7 @@ pub fn parse_age(text: &str) -> Result<AgeFilter, String> {
     };
     let seconds = n
         .checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
+        .ok_or_else(|| ConfigError::value(format!("{text:?} is too large")))?;
     Ok(AgeFilter { seconds, at_most })
 }
 
@@ -132,11 +138,11 @@ mod tests {
         assert!(s("99999999999999999999").is_err());
         assert!(s("16777216t").is_err());
         assert_eq!(
-            parse_size("1.5m").unwrap_err(),
+            parse_size("1.5m").unwrap_err().to_string(),
             "\"1.5m\" is not a whole number with an optional unit (b k m g t)"
         );
         assert_eq!(
-            parse_size("10x").unwrap_err(),
+            parse_size("10x").unwrap_err().to_string(),
             "\"10x\": unknown unit \"x\" (use b k m g t)"
         );
     }

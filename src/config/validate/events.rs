@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
-use super::{BucketCtx, Ctx, check_executable, http_url, regex_error};
+use super::{BucketCtx, Ctx, check_executable, http_url};
 use crate::config::model::*;
 use crate::config::paths::{join, join_index, join_key, normalize_bucket_path};
 use crate::config::raw::*;
-use crate::config::{cron, units};
+use crate::config::{cron, pattern, units};
 
 fn filter(cx: &mut Ctx, f: &RawFilter, fp: &str) -> Filter {
     let use_regex = f.use_regex.unwrap_or(false);
@@ -17,15 +17,10 @@ fn filter(cx: &mut Ctx, f: &RawFilter, fp: &str) -> Filter {
         let lp = join_key(fp, key);
         let list = list.clone().unwrap_or_default();
         for (i, p) in list.iter().enumerate() {
-            let problem = if use_regex {
-                regex::Regex::new(p).err().map(|e| regex_error(p, &e))
-            } else {
-                globset::Glob::new(p)
-                    .err()
-                    .map(|e| format!("bad glob {p:?}: {}", e.kind()))
-            };
-            if let Some(m) = problem {
-                cx.err(&join_index(&lp, i), m);
+            // The compiler the runtime filter uses: what passes here is
+            // matched exactly so there.
+            if let Err(e) = pattern::compile(p, use_regex) {
+                cx.err(&join_index(&lp, i), e.message);
             }
         }
         list

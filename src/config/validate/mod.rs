@@ -239,7 +239,7 @@ fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
     c
 }
 
-fn http_url(u: &str) -> Result<(), String> {
+fn http_url(u: &str) -> Result<(), ConfigError> {
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"));
@@ -247,7 +247,9 @@ fn http_url(u: &str) -> Result<(), String> {
         Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
             Ok(())
         }
-        _ => Err(format!("{u:?} is not an http:// or https:// URL")),
+        _ => Err(ConfigError::value(format!(
+            "{u:?} is not an http:// or https:// URL"
+        ))),
     }
 }
 
@@ -288,17 +290,6 @@ fn seconds(
 }
 
 /// Collapses regex's multi-line syntax error into one line.
-fn regex_error(pattern: &str, e: &regex::Error) -> String {
-    let text = e.to_string();
-    let reason = text
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.lines().last().unwrap_or_default().trim().to_string());
-    format!("bad regex {pattern:?}: {reason}")
-}
-
 fn check_executable(cx: &mut Ctx, active: bool, path: &str, file: &str, what: &str) {
     match std::fs::metadata(file) {
         Ok(md) if !md.is_file() => {

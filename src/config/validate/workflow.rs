@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use super::{BucketCtx, Ctx, Env, check_executable, regex_error, seconds};
+use super::{BucketCtx, Ctx, Env, check_executable, seconds};
 use crate::config::model::*;
 use crate::config::paths::{join_index, join_key, normalize_bucket_path};
+use crate::config::pattern::regex_error;
 use crate::config::raw::*;
 use crate::config::template;
 
