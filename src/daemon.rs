@@ -299,7 +299,8 @@ fn serve(
     opts: &MountOpts,
     mut ready: Option<File>,
 ) -> Result<(), String> {
-    let built = crate::bucket::build_buckets(cfg).and_then(|all| {
+    let all = crate::bucket::build_buckets(cfg).map_err(|e| e.to_string());
+    let built = all.and_then(|all| {
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
         let engine = if has_events(cfg) {
             Some(Engine::new(cfg, &all)?)

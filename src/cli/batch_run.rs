@@ -60,7 +60,7 @@ pub fn run_command(
     }
     let buckets = match crate::bucket::build_buckets(&cfg) {
         Ok(b) => b,
-        Err(e) => return usage(err, e),
+        Err(e) => return usage(err, e.to_string()),
     };
     let Some(state) = buckets.iter().find(|s| s.name == *bucket) else {
         return usage(err, format!("no enabled bucket named {bucket:?}"));

@@ -24,11 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
+use crate::bucket::resolve::{self, Stat};
 use crate::bucket::{BucketState, build_buckets};
 use crate::config::Config;
 use crate::error::{Errno, FsResult};
 use crate::origin::Backend;
-use crate::tree::Place;
 
 pub use dir::DirEntry;
 pub use events::PutWatch;
@@ -113,7 +113,8 @@ impl Core {
     /// Builds the core for the enabled buckets of `config` (exposed ones only,
     /// unless `only` names one bucket to serve at the root).
     pub fn new(config: &Config, only: Option<&str>, opts: FsOptions) -> Result<Core, String> {
-        Core::with_buckets(config, &build_buckets(config)?, only, opts)
+        let all = build_buckets(config).map_err(|e| e.to_string())?;
+        Core::with_buckets(config, &all, only, opts)
     }
 
     /// Like [`Core::new`], sharing the origins of `all` (from
@@ -205,54 +206,18 @@ impl Core {
         listed: bool,
     ) -> FsResult<Located> {
         let b = &self.buckets[bucket];
-        let stat = |m: usize, rel: &[OsString]| -> FsResult<(libc::stat, Duration)> {
-            let ttl = b.origins[m].attr_ttl(self.opts.attr_ttl);
-            if listed {
-                // Approximate attributes (LIST only) are cached like exact
-                // ones: a listing must not cost one request per entry.
-                let (st, _exact) = b.origins[m].lstat_listed(rel)?;
-                Ok((st, ttl))
-            } else {
-                b.origins[m].lstat(rel).map(|st| (st, ttl))
-            }
-        };
-        match b.tree.place(path, true) {
-            Place::Hidden => Err(Errno::ENOENT),
-            Place::Mount { mount, rel } => match stat(mount, &rel) {
-                Ok((st, ttl)) => Ok(Located::Origin {
-                    mount,
-                    rel,
-                    st: Box::new(st),
-                    ttl,
-                }),
-                Err(e) if e == Errno::ENOENT && b.tree.is_mount_ancestor(path) => {
-                    Ok(Located::Synthetic)
-                }
-                Err(e) => Err(e),
+        // Approximate attributes (LIST only) are cached like exact ones: a
+        // listing must not cost one request per entry.
+        let how = if listed { Stat::Listed } else { Stat::Exact };
+        Ok(match resolve::locate(b.view(true), path, how)? {
+            resolve::Located::Synthetic => Located::Synthetic,
+            resolve::Located::Origin { mount, rel, st } => Located::Origin {
+                ttl: b.origins[mount].attr_ttl(self.opts.attr_ttl),
+                mount,
+                rel,
+                st: Box::new(st),
             },
-            Place::Root { rel } => {
-                let mut first_err = None;
-                for r in b.tree.root_mounts() {
-                    match stat(r, &rel) {
-                        Ok((st, ttl)) => {
-                            return Ok(Located::Origin {
-                                mount: r,
-                                rel,
-                                st: Box::new(st),
-                                ttl,
-                            });
-                        }
-                        Err(e) => {
-                            first_err.get_or_insert(e);
-                        }
-                    }
-                }
-                if path.is_empty() || b.tree.is_mount_ancestor(path) {
-                    return Ok(Located::Synthetic);
-                }
-                Err(first_err.unwrap_or(Errno::ENOENT))
-            }
-        }
+        })
     }
 
     pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &Backend {

@@ -150,7 +150,7 @@ impl Runner {
             // No task reads the bytes: don't fetch them.
             _ if workflow.tasks.is_empty() => empty(),
             (_, Some(Ok((mount, rel, st)))) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
-                store.materialize(mount, &rel)
+                store.materialize(mount, &rel).map_err(|e| e.to_string())
             }
             // Directories and links carry no bytes: tasks read nothing.
             _ => empty(),
@@ -236,29 +236,35 @@ impl Runner {
         };
         let comps = split_path(&path);
         let result = match &task.function {
-            Function::Copy => store.write(&comps, &path, task.when_exist, &|tmp| {
-                std::fs::copy(source, tmp)
-                    .map(drop)
-                    .map_err(|e| format!("copy {:?}: {e}", item.path))
-            }),
+            Function::Copy => store
+                .write(&comps, &path, task.when_exist, &|tmp| {
+                    std::fs::copy(source, tmp)
+                        .map(drop)
+                        .map_err(|e| format!("copy {:?}: {e}", item.path).into())
+                })
+                .map_err(|e| e.to_string()),
             Function::Exec(args) => {
                 let argv: Result<Vec<String>, String> = args
                     .iter()
                     .map(|a| self.templates.render_arg(a, item, source_dir))
                     .collect();
                 match argv {
-                    Ok(argv) => store.write(&comps, &path, task.when_exist, &|tmp| {
-                        functions::run_exec(&argv, source, tmp, task.timeout)
-                    }),
+                    Ok(argv) => store
+                        .write(&comps, &path, task.when_exist, &|tmp| {
+                            Ok(functions::run_exec(&argv, source, tmp, task.timeout)?)
+                        })
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e),
                 }
             }
             Function::Http(function) => match &self.function_base_url {
                 Some(base) => {
                     let url = format!("{}{function}", base.trim_end_matches('/'));
-                    store.write(&comps, &path, task.when_exist, &|tmp| {
-                        functions::run_http(&url, source, tmp, task.timeout)
-                    })
+                    store
+                        .write(&comps, &path, task.when_exist, &|tmp| {
+                            Ok(functions::run_http(&url, source, tmp, task.timeout)?)
+                        })
+                        .map_err(|e| e.to_string())
                 }
                 None => Err(format!("function {function:?} needs functionBaseUrl")),
             },
@@ -277,7 +283,7 @@ impl Runner {
     ) -> Result<(), String> {
         match &workflow.on_complete.src {
             SrcOp::None => Ok(()),
-            SrcOp::Delete => store.remove(source, &item.path),
+            SrcOp::Delete => store.remove(source, &item.path).map_err(|e| e.to_string()),
             SrcOp::Move { path } => {
                 let rendered = self
                     .templates
@@ -285,7 +291,9 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                 let to = check_bucket_path(&rendered, &store.bucket.tree)
                     .map_err(|e| e.in_template(path).to_string())?;
-                store.rename(source, &split_path(&to), &item.path, &to)
+                store
+                    .rename(source, &split_path(&to), &item.path, &to)
+                    .map_err(|e| e.to_string())
             }
         }
     }
