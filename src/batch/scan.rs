@@ -36,6 +36,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::BucketState;
+use crate::bucket::resolve::{self, Located, Stat, View};
 use crate::config::model::Traverse;
 use crate::error::{Errno, FsResult};
 use crate::filter::CompiledFilter;
@@ -167,12 +168,7 @@ impl<'a> Scan<'a> {
                 "scan path {base} of bucket {bname}: `..` is not allowed"
             ));
         }
-        let mut tree = bucket.tree.clone();
-        for m in &mut tree.mounts {
-            if !m.is_root && base_path.starts_with(&m.point) {
-                m.expose = true;
-            }
-        }
+        let tree = bucket.tree.seen_from(&base_path);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -485,86 +481,49 @@ impl<'a> Scan<'a> {
         }
     }
 
+    fn view(&self) -> View<'_> {
+        View {
+            tree: &self.tree,
+            origins: &self.bucket.origins,
+            for_client: true,
+        }
+    }
+
     /// The entries of directory `dir` (bucket path) after `after`, largest
     /// name first, and the directory's path inside its origin(s). An
     /// unreadable directory is logged and yields nothing.
     fn list(&self, dir: &[OsString], after: Option<&OsStr>) -> (Vec<OsString>, Vec<Child>) {
-        let (rel, sources): (Vec<OsString>, Vec<usize>) = match self.tree.place(dir, true) {
-            Place::Hidden => return (Vec::new(), Vec::new()),
-            Place::Mount { mount, rel } => (rel, vec![mount]),
-            Place::Root { rel } => (rel, self.tree.root_mounts().collect()),
-        };
         let wanted = |name: &OsStr| after.is_none_or(|a| name.as_bytes() > a.as_bytes());
-        let mut out = Vec::new();
-        for mount in sources {
-            match self.bucket.origins[mount].read_dir(&rel) {
-                Ok(entries) => out.extend(
-                    entries
-                        .into_iter()
-                        .filter(|e| wanted(&e.name) && !self.tree.is_shadowed(dir, &e.name))
-                        .map(|e| Child {
-                            name: e.name,
-                            d_type: e.d_type,
-                            mount: Some(mount),
-                        }),
-                ),
-                // A merged directory need not exist in every root mount.
-                Err(e) if e == Errno::ENOENT || e == Errno::ENOTDIR => {}
-                Err(e) => {
-                    tracing::warn!(bucket = %self.bucket.name.to_string_lossy(),
-                        path = %path_text(dir), error = %e,
-                        "batch scan: cannot list a directory; skipped");
-                }
-            }
+        let listing = match resolve::merged_listing(self.view(), dir, &wanted) {
+            Ok(l) => l,
+            Err(_) => return (Vec::new(), Vec::new()),
+        };
+        for (_, e) in &listing.failed {
+            tracing::warn!(bucket = %self.bucket.name.to_string_lossy(),
+                path = %path_text(dir), error = %e,
+                "batch scan: cannot list a directory; skipped");
         }
-        out.extend(
-            self.tree
-                .virtual_children(dir)
-                .into_iter()
-                .filter(|v| wanted(&v.name))
-                .map(|v| Child {
-                    name: v.name,
-                    d_type: libc::DT_DIR,
-                    mount: None,
-                }),
-        );
-        // Stable: among equal names the first listed (the first declared
-        // root mount) stays first and wins.
-        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        out.dedup_by(|later, first| later.name == first.name);
-        out.reverse();
-        (rel, out)
+        let mut out: Vec<Child> = listing
+            .entries
+            .into_iter()
+            .map(|e| Child {
+                name: e.name,
+                d_type: e.d_type,
+                mount: e.mount,
+            })
+            .collect();
+        // Names are unique (the merge keeps the first declared root
+        // mount's); largest first so that `pop` gives the next.
+        out.sort_unstable_by(|a, b| b.name.as_bytes().cmp(a.name.as_bytes()));
+        (listing.rel, out)
     }
 
-    /// The stat of bucket path `path` as the scan sees it (like the
-    /// file-system core's lookup: first root mount holding it wins, layout
-    /// directories where no origin has them).
+    /// The stat of bucket path `path` as the scan sees it (the merge rules'
+    /// lookup; layout directories get a synthetic stat).
     fn locate(&self, path: &[OsString]) -> FsResult<libc::stat> {
-        let origins = &self.bucket.origins;
-        match self.tree.place(path, true) {
-            Place::Hidden => Err(Errno::ENOENT),
-            Place::Mount { mount, rel } => match origins[mount].lstat_listed(&rel) {
-                Ok((st, _)) => Ok(st),
-                Err(e) if e == Errno::ENOENT && self.tree.is_mount_ancestor(path) => {
-                    Ok(self.synthetic)
-                }
-                Err(e) => Err(e),
-            },
-            Place::Root { rel } => {
-                let mut first_err = None;
-                for r in self.tree.root_mounts() {
-                    match origins[r].lstat_listed(&rel) {
-                        Ok((st, _)) => return Ok(st),
-                        Err(e) => {
-                            first_err.get_or_insert(e);
-                        }
-                    }
-                }
-                if path.is_empty() || self.tree.is_mount_ancestor(path) {
-                    return Ok(self.synthetic);
-                }
-                Err(first_err.unwrap_or(Errno::ENOENT))
-            }
+        match resolve::locate(self.view(), path, Stat::Listed)? {
+            Located::Origin { st, .. } => Ok(st),
+            Located::Synthetic => Ok(self.synthetic),
         }
     }
 }
