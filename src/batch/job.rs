@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::BatchError;
 use super::scan::{Marker, Scan, ScanItem};
 use crate::bucket::BucketState;
 use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
@@ -89,9 +90,6 @@ pub struct Job<'a> {
     pub progress: &'a Progress,
 }
 
-/// The scan's lock is held by another run.
-pub const BUSY: &str = "already running";
-
 impl Job<'_> {
     fn cursor_path(&self) -> PathBuf {
         self.state_dir
@@ -111,7 +109,7 @@ impl Job<'_> {
         }
     }
 
-    fn save_cursor(&self, c: &CursorFile) -> Result<(), String> {
+    fn save_cursor(&self, c: &CursorFile) -> Result<(), BatchError> {
         let path = self.cursor_path();
         let tmp = path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
@@ -128,7 +126,12 @@ impl Job<'_> {
             }
             Ok(())
         };
-        write().map_err(|e| format!("cannot save the scan cursor {}: {e}", path.display()))
+        write().map_err(|e| {
+            BatchError::io(
+                format!("cannot save the scan cursor {}: {e}", path.display()),
+                e,
+            )
+        })
     }
 
     fn clear_cursor(&self) {
@@ -141,16 +144,17 @@ impl Job<'_> {
         }
     }
 
-    /// Takes the scan's lock, or Err(BUSY).
-    fn lock(&self) -> Result<File, String> {
+    /// Takes the scan's lock, or Err(Busy).
+    fn lock(&self) -> Result<File, BatchError> {
         let dir = self.state_dir.join("cursors");
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| BatchError::io(format!("cannot create {}: {e}", dir.display()), e))?;
         let path = dir.join(format!("{}.{}.lock", self.bucket_name, self.index));
-        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f = File::create(&path)
+            .map_err(|e| BatchError::io(format!("{}: {e}", path.display()), e))?;
         // SAFETY: an open fd.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(BUSY.to_string());
+            return Err(BatchError::Busy);
         }
         Ok(f)
     }
@@ -193,10 +197,13 @@ impl Job<'_> {
     }
 
     /// Runs the scan to its end (or until `stop`).
-    pub fn run(&self) -> Result<Summary, String> {
+    pub fn run(&self) -> Result<Summary, BatchError> {
         let started = Instant::now();
         let _lock = self.lock()?;
-        let filter = CompiledFilter::new(self.event.filter.as_ref())?;
+        let filter =
+            CompiledFilter::new(self.event.filter.as_ref()).map_err(|e| BatchError::Filter {
+                message: e.to_string(),
+            })?;
         let mut scan = Scan::new(self.bucket, &self.event.path, &filter, self.event.traverse)?;
         let continuing = self.event.cursor == CursorPolicy::Continue;
         let (batch, mut seq, mut after) = match self.load_cursor().filter(|_| continuing) {
@@ -286,7 +293,7 @@ impl Job<'_> {
         scan: &mut Scan,
         handled: &HashSet<Vec<OsString>>,
         n: usize,
-    ) -> Result<Vec<ScanItem>, String> {
+    ) -> Result<Vec<ScanItem>, BatchError> {
         let mut out = Vec::new();
         let mut after: Option<Marker> = None;
         loop {

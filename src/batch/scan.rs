@@ -35,6 +35,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::BatchError;
 use crate::bucket::BucketState;
 use crate::bucket::resolve::{self, Located, Stat, View};
 use crate::config::model::Traverse;
@@ -160,12 +161,13 @@ impl<'a> Scan<'a> {
         base: &str,
         filter: &'a CompiledFilter,
         traverse: Traverse,
-    ) -> Result<Scan<'a>, String> {
+    ) -> Result<Scan<'a>, BatchError> {
         let bname = bucket.name.to_string_lossy();
         let base_path = split_path(base);
         if base_path.iter().any(|c| c == "..") {
-            return Err(format!(
-                "scan path {base} of bucket {bname}: `..` is not allowed"
+            return Err(BatchError::scan(
+                Errno::EINVAL,
+                format!("scan path {base} of bucket {bname}: `..` is not allowed"),
             ));
         }
         let tree = bucket.tree.seen_from(&base_path);
@@ -194,14 +196,23 @@ impl<'a> Scan<'a> {
         match scan.locate(&scan.base) {
             Ok(st) if is_dir(&st) => {}
             Ok(_) => {
-                return Err(format!(
-                    "scan path {base} of bucket {bname} is not a directory"
+                return Err(BatchError::scan(
+                    Errno::ENOTDIR,
+                    format!("scan path {base} of bucket {bname} is not a directory"),
                 ));
             }
             Err(e) if e == Errno::ENOENT => {
-                return Err(format!("scan path {base} of bucket {bname} does not exist"));
+                return Err(BatchError::scan(
+                    e,
+                    format!("scan path {base} of bucket {bname} does not exist"),
+                ));
             }
-            Err(e) => return Err(format!("scan path {base} of bucket {bname}: {e}")),
+            Err(e) => {
+                return Err(BatchError::scan(
+                    e,
+                    format!("scan path {base} of bucket {bname}: {e}"),
+                ));
+            }
         }
         scan.s3 = scan.single_s3();
         Ok(scan)
@@ -223,7 +234,7 @@ impl<'a> Scan<'a> {
         &mut self,
         after: Option<&Marker>,
         n: usize,
-    ) -> Result<(Vec<ScanItem>, u64), String> {
+    ) -> Result<(Vec<ScanItem>, u64), BatchError> {
         let now = SystemTime::now();
         // Dropped on error: the next call starts again from its marker.
         let kept = self.resume.take();
@@ -300,7 +311,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn start(&self, after: Option<&Marker>) -> Result<Cursor, String> {
+    fn start(&self, after: Option<&Marker>) -> Result<Cursor, BatchError> {
         let (rel, dir) = match after.map(|m| (self.position(m), m.dir)) {
             None | Some((Position::Start, _)) => (None, false),
             Some((Position::After(rel), dir)) => (Some(rel), dir),
@@ -325,12 +336,13 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn fail(&self, what: &str, e: Errno) -> String {
-        format!(
+    fn fail(&self, what: &str, e: Errno) -> BatchError {
+        let message = format!(
             "scan of {} in bucket {}: {what}: {e}",
             path_text(&self.base),
             self.bucket.name.to_string_lossy()
-        )
+        );
+        BatchError::scan(e, message)
     }
 
     /// The next matching item, or `None` at the end.
@@ -339,7 +351,7 @@ impl<'a> Scan<'a> {
         cursor: &mut Cursor,
         now: SystemTime,
         examined: &mut u64,
-    ) -> Result<Option<ScanItem>, String> {
+    ) -> Result<Option<ScanItem>, BatchError> {
         match cursor {
             Cursor::End => Ok(None),
             Cursor::Tree(walk) => Ok(self.step(walk, now, examined)),
@@ -1047,11 +1059,13 @@ mod tests {
         let err = Scan::new(&b, "/missing", &f, Traverse::Depth)
             .err()
             .unwrap();
+        let err = err.to_string();
         assert!(
             err.contains("/missing") && err.contains("does not exist"),
             "{err}"
         );
         let err = Scan::new(&b, "/file", &f, Traverse::Depth).err().unwrap();
+        let err = err.to_string();
         assert!(err.contains("not a directory"), "{err}");
         assert!(Scan::new(&b, "/../etc", &f, Traverse::Depth).is_err());
         // A synthetic parent of a mount point exists.

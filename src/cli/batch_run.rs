@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::job::{BUSY, Job, Progress, Summary};
+use crate::batch::BatchError;
+use crate::batch::job::{Job, Progress, Summary};
 use crate::bucket::clean_tmp;
 use crate::bucket::selfchange::SelfChanges;
 use crate::config;
@@ -122,7 +123,7 @@ pub fn run_command(
                     code = 1;
                 }
             }
-            Err(e) if e == BUSY => {
+            Err(BatchError::Busy) => {
                 let _ = writeln!(
                     err,
                     "{label}: already running (the daemon or another batch run holds it)"
