@@ -8,6 +8,7 @@
 pub mod error;
 pub mod resolve;
 pub mod selfchange;
+mod selfchange_shared;
 pub mod store;
 
 pub use error::BucketError;

@@ -72,7 +72,7 @@ pub fn run_command(
     }
     clean_tmp(&tmp);
     let runner = Runner::new(
-        Arc::new(SelfChanges::default()),
+        Arc::new(SelfChanges::announcing(&cfg.state_dir)),
         tmp,
         cfg.function_base_url.clone(),
     );

@@ -147,7 +147,7 @@ impl Engine {
                 rules: slot,
             });
         }
-        let selfc = Arc::new(SelfChanges::default());
+        let selfc = Arc::new(SelfChanges::watching(state));
         Ok(Arc::new(Engine {
             buckets: rules,
             by_name,
