@@ -301,7 +301,7 @@ fn key_rules_and_resume_across_one_key_pages() {
     }
 
     let missing = Scan::new(&fx.state, "/s3/nothing-here", &any, Traverse::Depth);
-    let err = missing.err().expect("a missing path fails");
+    let err = missing.err().expect("a missing path fails").to_string();
     assert!(err.contains("does not exist"), "{err}");
 }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::BatchError;
 use super::scan::{Marker, Scan, ScanItem};
 use crate::bucket::BucketState;
 use crate::config::model::{BatchEvent, CursorPolicy, Webhook, Workflow};
@@ -87,17 +88,6 @@ pub struct Job<'a> {
     pub workers: usize,
     pub stop: &'a AtomicBool,
     pub progress: &'a Progress,
-}
-
-/// The scan's lock is held by another run.
-pub const BUSY: &str = "already running";
-
-/// A lock error as the run reports it: [`BUSY`] when held elsewhere.
-fn busy_or_text(e: StateError) -> String {
-    match e {
-        StateError::Busy { .. } => BUSY.to_string(),
-        e => e.to_string(),
-    }
 }
 
 impl Job<'_> {
@@ -193,10 +183,13 @@ impl Job<'_> {
     }
 
     /// Runs the scan to its end (or until `stop`).
-    pub fn run(&self) -> Result<Summary, String> {
+    pub fn run(&self) -> Result<Summary, BatchError> {
         let started = Instant::now();
-        let _lock = self.lock().map_err(busy_or_text)?;
-        let filter = CompiledFilter::new(self.event.filter.as_ref())?;
+        let _lock = self.lock()?;
+        let filter =
+            CompiledFilter::new(self.event.filter.as_ref()).map_err(|e| BatchError::Filter {
+                message: e.to_string(),
+            })?;
         let mut scan = Scan::new(self.bucket, &self.event.path, &filter, self.event.traverse)?;
         let continuing = self.event.cursor == CursorPolicy::Continue;
         let (batch, mut seq, mut after) = match self.load_cursor().filter(|_| continuing) {
@@ -259,8 +252,7 @@ impl Job<'_> {
                     batch: batch.clone(),
                     seq,
                     marker: last_marker.clone(),
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
                 after = Some(last_marker);
             }
         }
@@ -287,7 +279,7 @@ impl Job<'_> {
         scan: &mut Scan,
         handled: &HashSet<Vec<OsString>>,
         n: usize,
-    ) -> Result<Vec<ScanItem>, String> {
+    ) -> Result<Vec<ScanItem>, BatchError> {
         let mut out = Vec::new();
         let mut after: Option<Marker> = None;
         loop {

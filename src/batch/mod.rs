@@ -3,6 +3,9 @@
 //! `job` runs one scan's chunks through the trigger's workflow with a cursor
 //! and webhooks; `scheduler` starts scans at their cron ticks in the daemon.
 
+pub mod error;
 pub mod job;
 pub mod scan;
 pub mod scheduler;
+
+pub use error::BatchError;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
-use super::job::{BUSY, Job, Progress};
+use super::BatchError;
+use super::job::{Job, Progress};
 use crate::config::model::Config;
 use crate::events::dispatch::Engine;
 
@@ -137,7 +138,7 @@ fn run_scan(config: &Config, engine: &Engine, bucket: &str, index: usize, stop: 
             interrupted = s.interrupted,
             "scan finished"
         ),
-        Err(e) if e == BUSY => tracing::warn!(
+        Err(BatchError::Busy) => tracing::warn!(
             bucket,
             index,
             "scan already running elsewhere (storgate batch run?); tick skipped"
@@ -156,15 +157,14 @@ fn job_for<'a>(
     index: usize,
     stop: &'a AtomicBool,
     progress: &'a Progress,
-) -> Result<Job<'a>, String> {
+) -> Result<Job<'a>, BatchError> {
     let b = config
         .bucket(bucket)
-        .ok_or_else(|| format!("no bucket named {bucket:?}"))?;
-    let event = b
-        .events
-        .on_batch
-        .get(index)
-        .ok_or_else(|| format!("bucket {bucket:?} has no onBatch[{index}]"))?;
+        .ok_or_else(|| BatchError::config(format!("no bucket named {bucket:?}")))?;
+    let event =
+        b.events.on_batch.get(index).ok_or_else(|| {
+            BatchError::config(format!("bucket {bucket:?} has no onBatch[{index}]"))
+        })?;
     let wf_name = event
         .trigger
         .as_ref()
@@ -174,10 +174,14 @@ fn job_for<'a>(
         .workflows
         .iter()
         .find(|w| w.name == wf_name)
-        .ok_or_else(|| format!("bucket {bucket:?} has no workflow named {wf_name:?}"))?;
+        .ok_or_else(|| {
+            BatchError::config(format!(
+                "bucket {bucket:?} has no workflow named {wf_name:?}"
+            ))
+        })?;
     let state = engine
         .bucket_state(bucket)
-        .ok_or_else(|| format!("bucket {bucket:?} is not enabled"))?;
+        .ok_or_else(|| BatchError::config(format!("bucket {bucket:?} is not enabled")))?;
     Ok(Job {
         bucket: state,
         bucket_name: bucket,

@@ -5,8 +5,13 @@
 //! again. The mount, the event engine, workflows and batch scans all ask this
 //! layer; it names only `origin`, `tree` and `config` below it.
 
+pub mod error;
+pub mod resolve;
 pub mod selfchange;
+mod selfchange_shared;
 pub mod store;
+
+pub use error::BucketError;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -31,8 +36,20 @@ pub struct BucketState {
     pub origins: Vec<Backend>,
 }
 
+impl BucketState {
+    /// The bucket as path resolution sees it: `for_client` hides the hidden
+    /// mounts (the mount, batch scans); workflows pass `false`.
+    pub fn view(&self, for_client: bool) -> resolve::View<'_> {
+        resolve::View {
+            tree: &self.tree,
+            origins: &self.origins,
+            for_client,
+        }
+    }
+}
+
 /// The buckets of `config` that are enabled, each with its origins.
-pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
+pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, BucketError> {
     let mut buckets = Vec::new();
     for b in &config.buckets {
         if !b.meta.enable {
@@ -45,14 +62,14 @@ pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, String> {
                 Origin::Local(root) => origins.push(Backend::Local(LocalOrigin::new(root.clone()))),
                 Origin::S3 { endpoint, prefix } => {
                     let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
-                        format!(
+                        BucketError::config(format!(
                             "bucket {} mount {i}: no aws_s3 entry named {endpoint}",
                             b.meta.name
-                        )
+                        ))
                     })?;
-                    origins.push(Backend::S3(
-                        S3Origin::new(ep, prefix, &config.state_dir).map_err(|e| e.to_string())?,
-                    ));
+                    let origin = S3Origin::new(ep, prefix, &config.state_dir)
+                        .map_err(|e| BucketError::config(e.to_string()))?;
+                    origins.push(Backend::S3(origin));
                 }
             }
         }

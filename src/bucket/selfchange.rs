@@ -15,8 +15,15 @@
 //!
 //! Records expire after [`KEEP`], so a lost inotify event cannot make the
 //! registry grow without bound or hide a much later external change.
+//!
+//! `storgate batch run` and `storgate workflow run` announce their changes
+//! through `stateDir` ([`SelfChanges::announcing`]); the daemon's registry
+//! ([`SelfChanges::watching`]) reads them whenever it does not know a change
+//! itself (see [`super::selfchange_shared`]).
 
 use std::path::{Path, PathBuf};
+
+use super::selfchange_shared::{Kind, Reader, Record, Writer};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -67,6 +74,44 @@ impl Inner {
         self.deleted
             .retain(|_, (_, t)| now.duration_since(*t) < KEEP);
     }
+
+    fn ingest(&mut self, records: Vec<Record>) {
+        let now = Instant::now();
+        for r in records {
+            let at = now.checked_sub(r.age).unwrap_or(now);
+            match r.kind {
+                Kind::Wrote([dev, ino, size, s, ns]) => {
+                    let id = Identity {
+                        dev: dev as u64,
+                        ino: ino as u64,
+                        size,
+                        mtime: (s, ns),
+                    };
+                    self.written.insert(r.path, (id, at));
+                }
+                Kind::Created => {
+                    self.created.insert(r.path, at);
+                }
+                Kind::Deleted => {
+                    let e = self.deleted.entry(r.path).or_insert((0, at));
+                    e.0 += 1;
+                    e.1 = at;
+                }
+            }
+        }
+        self.prune();
+    }
+}
+
+/// Whether (and how) changes are shared with other processes.
+#[derive(Default)]
+enum Shared {
+    #[default]
+    No,
+    /// This process announces its changes in `stateDir`.
+    Announce(Mutex<Writer>),
+    /// This process (the daemon) also recognises announced changes.
+    Watch(Mutex<Reader>),
 }
 
 /// The registry; one per daemon, shared by the core, the workflow runner and
@@ -74,9 +119,50 @@ impl Inner {
 #[derive(Default)]
 pub struct SelfChanges {
     inner: Mutex<Inner>,
+    shared: Shared,
 }
 
 impl SelfChanges {
+    /// For `storgate batch run` / `workflow run`: every change is also
+    /// announced in `state_dir` for a daemon on the same config.
+    pub fn announcing(state_dir: &Path) -> SelfChanges {
+        SelfChanges {
+            shared: Shared::Announce(Mutex::new(Writer::new(state_dir))),
+            ..SelfChanges::default()
+        }
+    }
+
+    /// For the daemon: changes other storgate processes announced in
+    /// `state_dir` count as its own.
+    pub fn watching(state_dir: &Path) -> SelfChanges {
+        SelfChanges {
+            shared: Shared::Watch(Mutex::new(Reader::new(state_dir, KEEP))),
+            ..SelfChanges::default()
+        }
+    }
+
+    fn announce(&self, kind: Kind, path: &Path) {
+        if let Shared::Announce(w) = &self.shared {
+            w.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&kind, path);
+        }
+    }
+
+    /// Reads what other processes announced; false when nothing is shared.
+    fn pull(&self) -> bool {
+        let Shared::Watch(r) = &self.shared else {
+            return false;
+        };
+        // The log is read without the registry's lock held.
+        let records = r.lock().unwrap_or_else(|e| e.into_inner()).poll();
+        if records.is_empty() {
+            return false;
+        }
+        self.lock().ingest(records);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -105,14 +191,25 @@ impl SelfChanges {
     /// storgate is about to give `path` the file whose stat is `st` (by
     /// renaming it into place, or having just written it).
     pub fn wrote(&self, path: &Path, st: &libc::stat) {
+        let id = Identity::of(st);
+        self.announce(
+            Kind::Wrote([
+                id.dev as i64,
+                id.ino as i64,
+                id.size,
+                id.mtime.0,
+                id.mtime.1,
+            ]),
+            path,
+        );
         let mut g = self.lock();
-        g.written
-            .insert(path.to_path_buf(), (Identity::of(st), Instant::now()));
+        g.written.insert(path.to_path_buf(), (id, Instant::now()));
         g.prune();
     }
 
     /// storgate is about to create a directory, symlink or node at `path`.
     pub fn creating(&self, path: &Path) {
+        self.announce(Kind::Created, path);
         let mut g = self.lock();
         g.created.insert(path.to_path_buf(), Instant::now());
         g.prune();
@@ -120,6 +217,7 @@ impl SelfChanges {
 
     /// storgate is about to remove (or rename away) `path`.
     pub fn deleting(&self, path: &Path) {
+        self.announce(Kind::Deleted, path);
         let mut g = self.lock();
         let e = g
             .deleted
@@ -133,6 +231,10 @@ impl SelfChanges {
     /// Whether an event saying `path` was written or appeared is ours.
     /// `st` is the path's current lstat, if it still exists.
     pub fn is_own_put(&self, path: &Path, st: Option<&libc::stat>) -> bool {
+        self.own_put_here(path, st) || (self.pull() && self.own_put_here(path, st))
+    }
+
+    fn own_put_here(&self, path: &Path, st: Option<&libc::stat>) -> bool {
         let mut g = self.lock();
         if g.writers.contains_key(path) {
             return true;
@@ -152,6 +254,10 @@ impl SelfChanges {
 
     /// Whether an event saying `path` vanished is ours (consumes the record).
     pub fn is_own_delete(&self, path: &Path) -> bool {
+        self.own_delete_here(path) || (self.pull() && self.own_delete_here(path))
+    }
+
+    fn own_delete_here(&self, path: &Path) -> bool {
         let mut g = self.lock();
         let Some((n, t)) = g.deleted.get_mut(path) else {
             return false;
@@ -223,5 +329,39 @@ mod tests {
         reg.creating(p);
         assert!(reg.is_own_put(p, None));
         assert!(!reg.is_own_put(p, None));
+    }
+
+    #[test]
+    fn changes_announced_by_another_process_are_own() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let origin = tempfile::tempdir().expect("tempdir");
+        let p = origin.path().join("out");
+        std::fs::write(&p, b"mine").expect("write");
+        let daemon = SelfChanges::watching(state.path());
+        let run = SelfChanges::announcing(state.path());
+        assert!(!daemon.is_own_put(&p, Some(&stat_of(&p))));
+        run.wrote(&p, &stat_of(&p));
+        run.creating(&origin.path().join("d"));
+        run.deleting(&origin.path().join("gone"));
+        assert!(daemon.is_own_put(&p, Some(&stat_of(&p))));
+        assert!(daemon.is_own_put(&origin.path().join("d"), None));
+        assert!(
+            !daemon.is_own_put(&origin.path().join("d"), None),
+            "one-shot"
+        );
+        assert!(daemon.is_own_delete(&origin.path().join("gone")));
+        assert!(!daemon.is_own_delete(&origin.path().join("gone")));
+        // Someone else writes the path afterwards: not ours.
+        std::thread::sleep(Duration::from_millis(5));
+        std::fs::write(&p, b"theirs, longer").expect("write");
+        assert!(!daemon.is_own_put(&p, Some(&stat_of(&p))));
+        // A registry that shares nothing knows nothing of the other's.
+        let other = SelfChanges::default();
+        run.creating(&origin.path().join("e"));
+        assert!(!other.is_own_put(&origin.path().join("e"), None));
+        let log_files = std::fs::read_dir(state.path().join("selfchange"))
+            .expect("log dir")
+            .count();
+        assert_eq!(log_files, 1);
     }
 }

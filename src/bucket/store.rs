@@ -10,29 +10,36 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use tempfile::TempPath;
 
 use crate::bucket::BucketState;
+use crate::bucket::error::{BucketError, ProduceResult};
+use crate::bucket::resolve::{self, Located, NewFor, Stat};
 use crate::bucket::selfchange::SelfChanges;
 use crate::config::model::WhenExist;
 use crate::error::{Errno, FsResult};
 use crate::origin::Backend;
-use crate::tree::Place;
 
 /// Prefix of the temporary files outputs are written to before the rename
 /// that publishes them; the watcher ignores these names.
 pub const TMP_PREFIX: &str = ".storgate.tmp.";
 
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Mode of an output produced in a local origin before its producer sets
+/// one (the daemon runs with umask 0: never world-writable).
+const OUTPUT_MODE: u32 = 0o644;
 
-/// A unique temporary name.
-pub fn tmp_name(tag: &str) -> String {
-    format!(
-        "{TMP_PREFIX}{}.{}.{tag}",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+/// A new, empty temporary file in `dir` named with [`TMP_PREFIX`] (so crash
+/// cleanup and the watcher know it), removed when the path is dropped.
+fn temp_in(dir: &Path, mode: u32) -> Result<TempPath, BucketError> {
+    tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| BucketError::io(format!("temporary file in {}: {e}", dir.display()), e))
 }
 
 /// What writing one output did.
@@ -59,20 +66,19 @@ impl WriteStatus {
 pub struct LocalSource {
     pub path: PathBuf,
     /// Downloaded into the temporary directory: removed when dropped.
-    owned: bool,
-}
-
-impl Drop for LocalSource {
-    fn drop(&mut self) {
-        if self.owned {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+    _owned: Option<TempPath>,
 }
 
 impl LocalSource {
     pub fn borrowed(path: PathBuf) -> LocalSource {
-        LocalSource { path, owned: false }
+        LocalSource { path, _owned: None }
+    }
+
+    fn owned(temp: TempPath) -> LocalSource {
+        LocalSource {
+            path: temp.to_path_buf(),
+            _owned: Some(temp),
+        }
     }
 }
 
@@ -84,10 +90,6 @@ pub struct Store<'a> {
     pub tmp_dir: &'a Path,
 }
 
-fn errno_text(what: &str, path: &str, e: Errno) -> String {
-    format!("{what} {path:?}: {e}")
-}
-
 impl Store<'_> {
     fn origin(&self, mount: usize) -> &Backend {
         &self.bucket.origins[mount]
@@ -97,84 +99,60 @@ impl Store<'_> {
         self.origin(mount).as_local().map(|l| l.path_of(rel))
     }
 
-    /// Where the existing entry at bucket path `comps` lives.
+    /// Where the existing entry at bucket path `comps` lives (hidden mounts
+    /// included; layout directories are no entry).
     pub fn find(&self, comps: &[OsString]) -> FsResult<(usize, Vec<OsString>, libc::stat)> {
-        match self.bucket.tree.place(comps, false) {
-            Place::Hidden => Err(Errno::ENOENT),
-            Place::Mount { mount, rel } => {
-                let st = self.origin(mount).lstat(&rel)?;
-                Ok((mount, rel, st))
-            }
-            Place::Root { rel } => {
-                let mut first = Errno::ENOENT;
-                for m in self.bucket.tree.root_mounts() {
-                    match self.origin(m).lstat(&rel) {
-                        Ok(st) => return Ok((m, rel, st)),
-                        Err(e) if e == Errno::ENOENT => {}
-                        Err(e) => first = e,
-                    }
-                }
-                Err(first)
-            }
+        match resolve::locate(self.bucket.view(false), comps, Stat::Exact)? {
+            Located::Origin { mount, rel, st } => Ok((mount, rel, st)),
+            Located::Synthetic => Err(Errno::ENOENT),
         }
     }
 
-    /// Where a new entry at `comps` goes: where it exists already, else the
-    /// mount that holds it (for the root: the first root mount that has its
-    /// parent directory, else the first root mount).
+    /// Where a new entry at `comps` goes: where it exists already, else where
+    /// rule 5 puts it; and whether it exists.
     fn target(&self, comps: &[OsString]) -> FsResult<(usize, Vec<OsString>, bool)> {
-        if let Ok((m, rel, _)) = self.find(comps) {
-            return Ok((m, rel, true));
-        }
-        match self.bucket.tree.place(comps, false) {
-            Place::Hidden => Err(Errno::EACCES),
-            Place::Mount { rel, .. } if rel.is_empty() => Err(Errno::EISDIR),
-            Place::Mount { mount, rel } => Ok((mount, rel, false)),
-            Place::Root { rel } => {
-                let roots: Vec<usize> = self.bucket.tree.root_mounts().collect();
-                let parent = &rel[..rel.len().saturating_sub(1)];
-                let with_parent = roots.iter().copied().find(|m| {
-                    self.origin(*m)
-                        .lstat(parent)
-                        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-                });
-                with_parent
-                    .or_else(|| roots.first().copied())
-                    .map(|m| (m, rel, false))
-                    .ok_or(Errno::EACCES)
-            }
-        }
+        let p = resolve::new_place(self.bucket.view(false), comps, NewFor::Output)?;
+        Ok((p.mount, p.rel, p.exists))
     }
 
     /// The entry at `mount`/`rel` as a local file: local origins directly,
     /// S3 objects downloaded into the temporary directory.
-    pub fn materialize(&self, mount: usize, rel: &[OsString]) -> Result<LocalSource, String> {
+    pub fn materialize(&self, mount: usize, rel: &[OsString]) -> Result<LocalSource, BucketError> {
         if let Some(abs) = self.abs(mount, rel) {
             return Ok(LocalSource::borrowed(abs));
         }
         let origin = self.origin(mount);
         let file = origin
             .open(rel, libc::O_RDONLY)
-            .map_err(|e| format!("open source: {e}"))?;
-        let path = self.tmp_dir.join(tmp_name("src"));
-        let out = File::create(&path).map_err(|e| format!("{}: {e}", path.display()));
-        let src = LocalSource { path, owned: true };
-        let mut out = out?;
-        let mut buf = vec![0u8; 8 << 20];
-        let mut off = 0u64;
-        loop {
-            let n = file
-                .read_at(&mut buf, off)
-                .map_err(|e| format!("read source: {e}"))?;
-            if n == 0 {
-                break;
+            .map_err(|errno| BucketError::Origin {
+                errno,
+                message: format!("open source: {errno}"),
+            })?;
+        let result = (|| {
+            let src = LocalSource::owned(temp_in(self.tmp_dir, 0o600)?);
+            let shown = src.path.display().to_string();
+            let mut out =
+                File::create(&src.path).map_err(|e| BucketError::io(format!("{shown}: {e}"), e))?;
+            let mut buf = vec![0u8; 8 << 20];
+            let mut off = 0u64;
+            loop {
+                let n = file
+                    .read_at(&mut buf, off)
+                    .map_err(|errno| BucketError::Origin {
+                        errno,
+                        message: format!("read source: {errno}"),
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut out, &buf[..n])
+                    .map_err(|e| BucketError::io(format!("{shown}: {e}"), e))?;
+                off += n as u64;
             }
-            std::io::Write::write_all(&mut out, &buf[..n])
-                .map_err(|e| format!("{}: {e}", src.path.display()))?;
-            off += n as u64;
-        }
+            Ok(src)
+        })();
         file.release();
-        Ok(src)
+        result
     }
 
     /// Creates the missing parent directories of `rel` in `mount`; returns
@@ -223,20 +201,20 @@ impl Store<'_> {
         comps: &[OsString],
         shown: &str,
         when: WhenExist,
-        produce: &dyn Fn(&Path) -> Result<(), String>,
-    ) -> Result<WriteStatus, String> {
+        produce: &dyn Fn(&Path) -> ProduceResult,
+    ) -> Result<WriteStatus, BucketError> {
         let (mount, rel, exists) = self
             .target(comps)
-            .map_err(|e| errno_text("cannot place output", shown, e))?;
+            .map_err(|e| BucketError::origin("cannot place output", shown, e))?;
         if exists && when == WhenExist::Skip {
             return Ok(WriteStatus::Skipped);
         }
         match self.abs(mount, &rel) {
             Some(abs) => self.write_local(mount, &rel, &abs, exists, when, produce, shown),
             None => {
-                let made = self
-                    .make_parents(mount, &rel)
-                    .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
+                let made = self.make_parents(mount, &rel).map_err(|e| {
+                    BucketError::origin("cannot create the directories of", shown, e)
+                })?;
                 let result = self.write_remote(mount, &rel, exists, when, produce, shown);
                 if !matches!(result, Ok(WriteStatus::Written)) {
                     self.remove_made(mount, &made);
@@ -258,9 +236,9 @@ impl Store<'_> {
         abs: &Path,
         exists: bool,
         when: WhenExist,
-        produce: &dyn Fn(&Path) -> Result<(), String>,
+        produce: &dyn Fn(&Path) -> ProduceResult,
         shown: &str,
-    ) -> Result<WriteStatus, String> {
+    ) -> Result<WriteStatus, BucketError> {
         let origin = self.origin(mount);
         let existing = (0..rel.len())
             .rev()
@@ -272,25 +250,21 @@ impl Store<'_> {
             .unwrap_or(0);
         let dir = self
             .abs(mount, &rel[..existing])
-            .ok_or_else(|| format!("{shown:?}: not a local path"))?;
-        let tmp = dir.join(tmp_name("out"));
-        let result = (|| {
-            produce(&tmp)?;
-            if exists && when == WhenExist::Diff && same_content(&tmp, abs) {
-                return Ok(WriteStatus::Unchanged);
-            }
-            self.make_parents(mount, rel)
-                .map_err(|e| errno_text("cannot create the directories of", shown, e))?;
-            let st = crate::origin::local::lstat_path(&tmp)
-                .map_err(|e| errno_text("stat output", shown, e))?;
-            self.selfc.wrote(abs, &st);
-            std::fs::rename(&tmp, abs).map_err(|e| format!("publish {shown:?}: {e}"))?;
-            Ok(WriteStatus::Written)
-        })();
-        if !matches!(result, Ok(WriteStatus::Written)) {
-            let _ = std::fs::remove_file(&tmp);
+            .ok_or_else(|| BucketError::config(format!("{shown:?}: not a local path")))?;
+        // Dropped (removed) unless published.
+        let tmp = temp_in(&dir, OUTPUT_MODE)?;
+        produce(&tmp).map_err(BucketError::Produce)?;
+        if exists && when == WhenExist::Diff && same_content(&tmp, abs) {
+            return Ok(WriteStatus::Unchanged);
         }
-        result
+        self.make_parents(mount, rel)
+            .map_err(|e| BucketError::origin("cannot create the directories of", shown, e))?;
+        let st = crate::origin::local::lstat_path(&tmp)
+            .map_err(|e| BucketError::origin("stat output", shown, e))?;
+        self.selfc.wrote(abs, &st);
+        tmp.persist(abs)
+            .map_err(|e| BucketError::io(format!("publish {shown:?}: {}", e.error), e.error))?;
+        Ok(WriteStatus::Written)
     }
 
     fn write_remote(
@@ -299,49 +273,47 @@ impl Store<'_> {
         rel: &[OsString],
         exists: bool,
         when: WhenExist,
-        produce: &dyn Fn(&Path) -> Result<(), String>,
+        produce: &dyn Fn(&Path) -> ProduceResult,
         shown: &str,
-    ) -> Result<WriteStatus, String> {
-        let tmp = LocalSource {
-            path: self.tmp_dir.join(tmp_name("out")),
-            owned: true,
-        };
-        produce(&tmp.path)?;
+    ) -> Result<WriteStatus, BucketError> {
+        let tmp = temp_in(self.tmp_dir, 0o600)?;
+        produce(&tmp).map_err(BucketError::Produce)?;
         if exists && when == WhenExist::Diff {
             let current = self.materialize(mount, rel)?;
-            if same_content(&tmp.path, &current.path) {
+            if same_content(&tmp, &current.path) {
                 return Ok(WriteStatus::Unchanged);
             }
         }
         let origin = self.origin(mount);
         let out = origin
             .create(rel, libc::O_WRONLY | libc::O_TRUNC, 0o644)
-            .map_err(|e| errno_text("create output", shown, e))?;
+            .map_err(|e| BucketError::origin("create output", shown, e))?;
+        let io = |e: std::io::Error| BucketError::io(format!("{shown:?}: {e}"), e);
         let result = (|| {
-            let mut f = File::open(&tmp.path).map_err(|e| format!("{shown:?}: {e}"))?;
+            let mut f = File::open(&tmp).map_err(io)?;
             let mut buf = vec![0u8; 8 << 20];
             let mut off = 0u64;
             loop {
-                let n = f.read(&mut buf).map_err(|e| format!("{shown:?}: {e}"))?;
+                let n = f.read(&mut buf).map_err(io)?;
                 if n == 0 {
                     break;
                 }
                 out.write_at(&buf[..n], off)
-                    .map_err(|e| errno_text("write output", shown, e))?;
+                    .map_err(|e| BucketError::origin("write output", shown, e))?;
                 off += n as u64;
             }
             out.flush()
-                .map_err(|e| errno_text("upload output", shown, e))
+                .map_err(|e| BucketError::origin("upload output", shown, e))
         })();
         out.release();
         result.map(|()| WriteStatus::Written)
     }
 
     /// Removes the entry at `comps` (a directory only when empty).
-    pub fn remove(&self, comps: &[OsString], shown: &str) -> Result<(), String> {
+    pub fn remove(&self, comps: &[OsString], shown: &str) -> Result<(), BucketError> {
         let (mount, rel, st) = self
             .find(comps)
-            .map_err(|e| errno_text("cannot find", shown, e))?;
+            .map_err(|e| BucketError::origin("cannot find", shown, e))?;
         if let Some(abs) = self.abs(mount, &rel) {
             self.selfc.deleting(&abs);
         }
@@ -351,7 +323,7 @@ impl Store<'_> {
         } else {
             origin.unlink(&rel)
         };
-        r.map_err(|e| errno_text("cannot remove", shown, e))
+        r.map_err(|e| BucketError::origin("cannot remove", shown, e))
     }
 
     /// Moves the entry at `from` to `to` (rename within an origin, else copy
@@ -362,16 +334,16 @@ impl Store<'_> {
         to: &[OsString],
         shown_from: &str,
         shown_to: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), BucketError> {
         let (fm, frel, st) = self
             .find(from)
-            .map_err(|e| errno_text("cannot find", shown_from, e))?;
+            .map_err(|e| BucketError::origin("cannot find", shown_from, e))?;
         let (tm, trel, _) = self
             .target(to)
-            .map_err(|e| errno_text("cannot place", shown_to, e))?;
+            .map_err(|e| BucketError::origin("cannot place", shown_to, e))?;
         let made = self
             .make_parents(tm, &trel)
-            .map_err(|e| errno_text("cannot create the directories of", shown_to, e))?;
+            .map_err(|e| BucketError::origin("cannot create the directories of", shown_to, e))?;
         if fm == tm {
             if let Some(abs) = self.abs(fm, &frel) {
                 self.selfc.deleting(&abs);
@@ -382,22 +354,28 @@ impl Store<'_> {
             match self.origin(fm).rename(&frel, &trel, 0) {
                 Ok(()) => return Ok(()),
                 Err(e) if e == Errno::EXDEV => {}
-                Err(e) => {
+                Err(errno) => {
                     self.remove_made(tm, &made);
-                    return Err(format!("move {shown_from:?} to {shown_to:?}: {e}"));
+                    return Err(BucketError::Origin {
+                        errno,
+                        message: format!("move {shown_from:?} to {shown_to:?}: {errno}"),
+                    });
                 }
             }
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(format!(
-                "move {shown_from:?} to {shown_to:?}: only files move across origins"
-            ));
+            return Err(BucketError::Origin {
+                errno: Errno::EXDEV,
+                message: format!(
+                    "move {shown_from:?} to {shown_to:?}: only files move across origins"
+                ),
+            });
         }
         let src = self.materialize(fm, &frel)?;
         self.write(to, shown_to, WhenExist::Overwrite, &|tmp| {
             std::fs::copy(&src.path, tmp)
                 .map(drop)
-                .map_err(|e| format!("copy {shown_from:?}: {e}"))
+                .map_err(|e| format!("copy {shown_from:?}: {e}").into())
         })?;
         drop(src);
         self.remove(from, shown_from)

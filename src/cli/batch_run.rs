@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::job::{BUSY, Job, Progress, Summary};
+use crate::batch::BatchError;
+use crate::batch::job::{Job, Progress, Summary};
 use crate::bucket::clean_tmp;
 use crate::bucket::selfchange::SelfChanges;
 use crate::config;
@@ -60,7 +61,7 @@ pub fn run_command(
     }
     let buckets = match crate::bucket::build_buckets(&cfg) {
         Ok(b) => b,
-        Err(e) => return usage(err, e),
+        Err(e) => return usage(err, e.to_string()),
     };
     let Some(state) = buckets.iter().find(|s| s.name == *bucket) else {
         return usage(err, format!("no enabled bucket named {bucket:?}"));
@@ -71,7 +72,7 @@ pub fn run_command(
     }
     clean_tmp(&tmp);
     let runner = Runner::new(
-        Arc::new(SelfChanges::default()),
+        Arc::new(SelfChanges::announcing(&cfg.state_dir)),
         tmp,
         cfg.function_base_url.clone(),
     );
@@ -122,7 +123,7 @@ pub fn run_command(
                     code = 1;
                 }
             }
-            Err(e) if e == BUSY => {
+            Err(BatchError::Busy) => {
                 let _ = writeln!(
                     err,
                     "{label}: already running (the daemon or another batch run holds it)"

@@ -4,3 +4,8 @@
 
 pub mod batch_run;
 pub mod workflow_run;
+
+// The agreement test drives the mount core, batch scans and the workflow
+// store together; only the top layer may name all three.
+#[cfg(test)]
+mod merge_agree;

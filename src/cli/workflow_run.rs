@@ -65,7 +65,7 @@ pub fn run_command(
         return 2;
     }
     clean_tmp(&tmp);
-    let selfc = Arc::new(SelfChanges::default());
+    let selfc = Arc::new(SelfChanges::announcing(&cfg.state_dir));
     let runner = Runner::new(selfc.clone(), tmp.clone(), cfg.function_base_url.clone());
     let hits = HitStore::open(&cfg.state_dir);
     let store = Store {

@@ -162,7 +162,7 @@ impl Engine {
                 rules: slot,
             });
         }
-        let selfc = Arc::new(SelfChanges::default());
+        let selfc = Arc::new(SelfChanges::watching(state));
         let threads = |e: std::io::Error| EventError::CreateDir {
             path: state.clone(),
             source: std::io::Error::new(e.kind(), format!("cannot start an engine thread: {e}")),

@@ -2,7 +2,6 @@
 //! name), the entries of an explicit mount, plus the names the layout adds
 //! (mount points, synthetic parents) minus hidden mounts (SPEC §3.1).
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 
 use fuser::FileType;
@@ -10,8 +9,8 @@ use fuser::FileType;
 use super::FsResult;
 use super::inodes::{Ino, Kind, ROOT_INO};
 use super::{Core, Located, Target};
+use crate::bucket::resolve;
 use crate::error::Errno;
-use crate::tree::Place;
 
 #[derive(Debug, Clone)]
 pub struct DirEntry {
@@ -52,44 +51,18 @@ impl Core {
         {
             return Err(Errno::ENOTDIR.into());
         }
-        let b = &self.buckets[bucket];
-        let mut seen: HashSet<OsString> = HashSet::new();
-        let mut out = Vec::new();
-        let sources: Vec<(usize, Vec<OsString>)> = match b.tree.place(&path, true) {
-            Place::Hidden => return Err(Errno::ENOENT.into()),
-            Place::Mount { mount, rel } => vec![(mount, rel)],
-            Place::Root { rel } => b.tree.root_mounts().map(|r| (r, rel.clone())).collect(),
-        };
-        let mut first_err = None;
-        let mut any_ok = false;
-        for (mount, rel) in &sources {
-            match b.origins[*mount].read_dir(rel) {
-                Ok(entries) => {
-                    any_ok = true;
-                    for e in entries {
-                        if seen.insert(e.name.clone()) {
-                            out.push((e.name, e.d_type));
-                        }
-                    }
-                }
-                // A directory of the union need not exist in every root mount.
-                Err(e) if e == Errno::ENOENT || e == Errno::ENOTDIR => {}
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if !any_ok
-            && let Some(e) = first_err
+        let listing = resolve::merged_listing(self.buckets[bucket].view(true), &path, &|_| true)?;
+        if !listing.listed_any
+            && let Some((_, e)) = listing.failed.first()
             && !matches!(loc, Located::Synthetic)
         {
-            return Err(e.into());
+            return Err((*e).into());
         }
-        out.retain(|(name, _)| !b.tree.is_shadowed(&path, name));
-        for v in b.tree.virtual_children(&path) {
-            out.push((v.name, libc::DT_DIR));
-        }
-        Ok(out)
+        Ok(listing
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.d_type))
+            .collect())
     }
 
     pub fn opendir(&self, ino: Ino) -> FsResult<u64> {

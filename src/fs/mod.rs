@@ -26,11 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
+use crate::bucket::resolve::{self, Stat};
 use crate::bucket::{BucketState, build_buckets};
 use crate::config::Config;
 use crate::error::Errno;
 use crate::origin::Backend;
-use crate::tree::Place;
 
 pub use dir::DirEntry;
 pub use error::{FsError, FsResult};
@@ -213,54 +213,18 @@ impl Core {
         listed: bool,
     ) -> FsResult<Located> {
         let b = &self.buckets[bucket];
-        let stat = |m: usize, rel: &[OsString]| -> FsResult<(libc::stat, Duration)> {
-            let ttl = b.origins[m].attr_ttl(self.opts.attr_ttl);
-            if listed {
-                // Approximate attributes (LIST only) are cached like exact
-                // ones: a listing must not cost one request per entry.
-                let (st, _exact) = b.origins[m].lstat_listed(rel)?;
-                Ok((st, ttl))
-            } else {
-                Ok((b.origins[m].lstat(rel)?, ttl))
-            }
-        };
-        match b.tree.place(path, true) {
-            Place::Hidden => Err(Errno::ENOENT.into()),
-            Place::Mount { mount, rel } => match stat(mount, &rel) {
-                Ok((st, ttl)) => Ok(Located::Origin {
-                    mount,
-                    rel,
-                    st: Box::new(st),
-                    ttl,
-                }),
-                Err(e) if e == Errno::ENOENT && b.tree.is_mount_ancestor(path) => {
-                    Ok(Located::Synthetic)
-                }
-                Err(e) => Err(e),
+        // Approximate attributes (LIST only) are cached like exact ones: a
+        // listing must not cost one request per entry.
+        let how = if listed { Stat::Listed } else { Stat::Exact };
+        Ok(match resolve::locate(b.view(true), path, how)? {
+            resolve::Located::Synthetic => Located::Synthetic,
+            resolve::Located::Origin { mount, rel, st } => Located::Origin {
+                ttl: b.origins[mount].attr_ttl(self.opts.attr_ttl),
+                mount,
+                rel,
+                st: Box::new(st),
             },
-            Place::Root { rel } => {
-                let mut first_err = None;
-                for r in b.tree.root_mounts() {
-                    match stat(r, &rel) {
-                        Ok((st, ttl)) => {
-                            return Ok(Located::Origin {
-                                mount: r,
-                                rel,
-                                st: Box::new(st),
-                                ttl,
-                            });
-                        }
-                        Err(e) => {
-                            first_err.get_or_insert(e);
-                        }
-                    }
-                }
-                if path.is_empty() || b.tree.is_mount_ancestor(path) {
-                    return Ok(Located::Synthetic);
-                }
-                Err(first_err.unwrap_or(Errno::ENOENT.into()))
-            }
-        }
+        })
     }
 
     pub(crate) fn origin(&self, bucket: usize, mount: usize) -> &Backend {

@@ -8,6 +8,7 @@ use std::ffi::{OsStr, OsString};
 use super::FsResult;
 use super::inodes::Ino;
 use super::{Core, Ctx, Entry, Located, Target, kind_of_mode};
+use crate::bucket::resolve::{self, NewFor};
 use crate::error::Errno;
 use crate::origin::local::{SetTime, fstat};
 use crate::tree::Place;
@@ -69,51 +70,8 @@ impl Core {
         bucket: usize,
         path: &[OsString],
     ) -> Result<(usize, Vec<OsString>), Errno> {
-        let b = &self.buckets[bucket];
-        let parent = &path[..path.len() - 1];
-        if b.tree.is_mount_ancestor(path) {
-            return Err(Errno::EEXIST);
-        }
-        match b.tree.place(path, true) {
-            Place::Hidden => Err(Errno::EACCES),
-            Place::Mount { rel, .. } if rel.is_empty() => Err(Errno::EEXIST),
-            Place::Mount { mount, rel } => {
-                if b.tree.is_mount_ancestor(parent)
-                    && !self.is_dir_in(bucket, mount, &rel[..rel.len() - 1])
-                {
-                    return Err(Errno::EACCES);
-                }
-                Ok((mount, rel))
-            }
-            Place::Root { rel } => {
-                let roots = self.root_mount_list(bucket);
-                match roots.as_slice() {
-                    [] => Err(Errno::EACCES),
-                    // One root mount: let the origin give the exact errno.
-                    [only] => {
-                        if b.tree.is_mount_ancestor(parent)
-                            && !self.is_dir_in(bucket, *only, parent)
-                        {
-                            return Err(Errno::EACCES);
-                        }
-                        Ok((*only, rel))
-                    }
-                    _ => {
-                        if roots
-                            .iter()
-                            .any(|r| self.origin(bucket, *r).lstat(&rel).is_ok())
-                        {
-                            return Err(Errno::EEXIST);
-                        }
-                        roots
-                            .iter()
-                            .find(|r| self.is_dir_in(bucket, **r, parent))
-                            .map(|r| (*r, rel.clone()))
-                            .ok_or(Errno::EACCES)
-                    }
-                }
-            }
-        }
+        let view = self.buckets[bucket].view(true);
+        resolve::new_place(view, path, NewFor::Client).map(|p| (p.mount, p.rel))
     }
 
     /// New entries belong to the caller, as on a local file system: the

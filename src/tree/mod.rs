@@ -76,6 +76,19 @@ impl BucketTree {
         }
     }
 
+    /// The layout as seen from inside `base`: hidden mounts that contain
+    /// `base` count as exposed (a workflow's batch scan may point there),
+    /// hidden mounts below it stay hidden.
+    pub fn seen_from(&self, base: &[OsString]) -> BucketTree {
+        let mut tree = self.clone();
+        for m in &mut tree.mounts {
+            if !m.is_root && base.starts_with(&m.point) {
+                m.expose = true;
+            }
+        }
+        tree
+    }
+
     /// Indices of the root mounts in declaration order (rule 2).
     pub fn root_mounts(&self) -> impl Iterator<Item = usize> + '_ {
         self.mounts

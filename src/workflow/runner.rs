@@ -259,7 +259,7 @@ impl Runner {
                 .write(&comps, &path, task.when_exist, &|tmp| {
                     std::fs::copy(source, tmp)
                         .map(drop)
-                        .map_err(|e| format!("copy {:?}: {e}", item.path))
+                        .map_err(|e| format!("copy {:?}: {e}", item.path).into())
                 })
                 .map_err(store_error),
             Function::Exec(args) => {
@@ -270,8 +270,7 @@ impl Runner {
                 argv.and_then(|argv| {
                     store
                         .write(&comps, &path, task.when_exist, &|tmp| {
-                            functions::run_exec(&argv, source, tmp, task.timeout)
-                                .map_err(|e| e.to_string())
+                            Ok(functions::run_exec(&argv, source, tmp, task.timeout)?)
                         })
                         .map_err(store_error)
                 })
@@ -281,8 +280,7 @@ impl Runner {
                     let url = format!("{}{function}", base.trim_end_matches('/'));
                     store
                         .write(&comps, &path, task.when_exist, &|tmp| {
-                            functions::run_http(&url, source, tmp, task.timeout)
-                                .map_err(|e| e.to_string())
+                            Ok(functions::run_http(&url, source, tmp, task.timeout)?)
                         })
                         .map_err(store_error)
                 }
@@ -329,8 +327,10 @@ fn path_error(e: super::template::PathError) -> WorkflowError {
 
 /// The bucket store's errors are plain messages today; they keep their
 /// text (and get EIO) until the store has an error type of its own.
-fn store_error(message: String) -> WorkflowError {
-    WorkflowError::new(Errno::EIO, message)
+/// A failure of the bucket store, as the item's error: EIO (the workflow
+/// failed, whatever the origin said) with the store's message and cause.
+fn store_error(e: crate::bucket::error::BucketError) -> WorkflowError {
+    WorkflowError::wrap(Errno::EIO, e.to_string(), e)
 }
 
 #[cfg(test)]
