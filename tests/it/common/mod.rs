@@ -5,8 +5,7 @@
 //!
 //! Usage:
 //! ```ignore
-//! mod common;
-//! use common::*;
+//! use crate::common::*;
 //! let root = scratch();
 //! std::fs::create_dir_all(root.path().join("o1")).unwrap();
 //! let cfg = serde_json::json!({"stateDir": "{root}/state", "buckets": [
@@ -52,6 +51,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The storgate binary built by cargo for this test run (`STORGATE_TEST_BIN`
 /// overrides it, e.g. to run the suite against an installed binary).
 pub fn storgate_bin() -> PathBuf {
+    cpu::enter();
     match std::env::var_os("STORGATE_TEST_BIN") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_BIN_EXE_storgate")),
@@ -82,6 +82,7 @@ fn fusermount3() -> Option<PathBuf> {
 
 /// A fresh scratch directory under /tmp (origins, state, config, mount point).
 pub fn scratch() -> TempDir {
+    cpu::enter();
     tempfile::Builder::new()
         .prefix("storgate-test-")
         .tempdir_in("/tmp")
@@ -298,6 +299,7 @@ pub fn put(p: &Path, content: impl AsRef<[u8]>) {
 /// temp files so a chatty command can't block). Panics on timeout (the
 /// process is killed by PID first).
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    cpu::enter();
     let out = tempfile::tempfile().expect("tempfile");
     let err = tempfile::tempfile().expect("tempfile");
     let desc = format!("{cmd:?}");
@@ -469,9 +471,14 @@ pub fn hidden_mount_at(mount_point: &str, origin: &str) -> Value {
     json!({"mountPoint": mount_point, "originPath": origin, "expose": false})
 }
 
-/// `{"stateDir": "{root}/state", "buckets": buckets}`.
+/// `{"stateDir": "{root}/state", "buckets": buckets}`, throttling off.
+///
+/// Throttling (on by default, SPEC §6.3) would hold post events back while
+/// the machine is busy — and it is, with the tests running in parallel — so
+/// that a test's deadline would depend on the others' load. The throttling
+/// test turns it on itself.
 pub fn config(buckets: Vec<Value>) -> Value {
-    json!({"stateDir": "{root}/state", "buckets": buckets})
+    json!({"stateDir": "{root}/state", "throttling": {"enable": false}, "buckets": buckets})
 }
 
 /// Replaces `{root}` in every string of `v`.
@@ -612,6 +619,7 @@ impl Mount {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Mount, String> {
+        cpu::enter();
         require_fuse();
         let mnt = root.path().join("mnt");
         fs::create_dir_all(&mnt).expect("create mount point");
@@ -829,6 +837,7 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     });
     (tx, h)
 }
+pub mod cpu;
 pub mod http;
 pub mod s3;
 

@@ -8,7 +8,7 @@
 //! Each test takes a fresh bucket; fault tests take a server of their own.
 //! `STORGATE_S3_BIG_MB` sets the size of the big-file test (default 1024).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
