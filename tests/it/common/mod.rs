@@ -26,8 +26,9 @@
 //!   `STORGATE_TEST_BIN` replaces the binary under test.
 //! * A watchdog kills the daemon (SIGKILL, which aborts the FUSE connection so
 //!   every pending syscall returns ENOTCONN) if a mount lives longer than
-//!   `STORGATE_TEST_MOUNT_TIMEOUT` seconds (default 120): a hung core makes a
-//!   test fail, never hang.
+//!   `STORGATE_TEST_MOUNT_TIMEOUT` seconds (default 300): a hung core makes a
+//!   test fail, never hang. (Generous: all tests share one process and run
+//!   in parallel, and a slow, busy machine must not make a mount "hung".)
 #![allow(dead_code)]
 
 use std::ffi::CString;
@@ -819,11 +820,17 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let secs: u64 = std::env::var("STORGATE_TEST_MOUNT_TIMEOUT")
+/// How long a mount may live before the watchdog kills it:
+/// `STORGATE_TEST_MOUNT_TIMEOUT` seconds, default 300.
+fn watchdog_secs() -> u64 {
+    std::env::var("STORGATE_TEST_MOUNT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(300)
+}
+
+fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let secs = watchdog_secs();
     let (tx, rx) = mpsc::channel::<()>();
     let h = thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
@@ -846,14 +853,11 @@ pub mod s3;
 impl Mount {
     /// Replaces the watchdog with one that fires after `secs` seconds from
     /// now (for tests that legitimately keep a mount longer than
-    /// `STORGATE_TEST_MOUNT_TIMEOUT`, e.g. a 1 GiB S3 upload). A larger
-    /// `STORGATE_TEST_MOUNT_TIMEOUT` still wins.
+    /// `STORGATE_TEST_MOUNT_TIMEOUT`, e.g. a 1 GiB S3 upload). Never shorter
+    /// than the usual watchdog: a larger `STORGATE_TEST_MOUNT_TIMEOUT` (or
+    /// the default) still wins.
     pub fn extend_watchdog(&mut self, secs: u64) {
-        let env: u64 = std::env::var("STORGATE_TEST_MOUNT_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let secs = secs.max(env);
+        let secs = secs.max(watchdog_secs());
         self.stop_watchdog();
         let Some(pid) = self.pid() else { return };
         let mnt = self.mnt.clone();
