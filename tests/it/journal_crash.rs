@@ -180,6 +180,8 @@ fn run_child(
     kill_after: Option<usize>,
     known: &[PostEvent],
 ) -> Reports {
+    // The children load the machine: not beside the throttling test.
+    crate::common::cpu::enter();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .arg(child_test())
