@@ -3,7 +3,8 @@
 #
 # Installs what the tests need when it is missing, checks /dev/fuse, then runs
 #   cargo fmt --check, cargo clippy -D warnings, a lint of the shell scripts,
-#   the packaging self-check and the whole test suite (cargo test: unit, mount and doc tests)
+#   the packaging self-check and the whole test suite (cargo test: the unit
+#   tests, the integration tests — one binary, tests/it/ — and the doc tests)
 # and prints one summary. Exits non-zero if any step fails.
 #
 # Idempotent and non-interactive; needs root (apt, /dev/fuse, mounts).
@@ -82,8 +83,8 @@ ensure_packages fuse3 rsync inotify-tools pkg-config curl shellcheck
 ensure_python_pip
 
 # --- S3 test server (TESTING.md layer 4) -----------------------------------
-# The S3 tests (tests/s3_client.rs, tests/s3_mount.rs) start their own
-# `moto_server -H 127.0.0.1 -p PORT` on loopback (tests/common/s3.rs); they
+# The S3 tests (tests/it/s3_client.rs, tests/it/s3_mount.rs, …) start their own
+# `moto_server -H 127.0.0.1 -p PORT` on loopback (tests/it/common/s3.rs); they
 # never contact AWS. moto >= 5.2.5: older 5.2.x answer CompleteMultipartUpload
 # with a wrong XML root (getmoto/moto#10055), which the SDK rejects.
 # s3fs and rclone are NOT needed here: only scripts/bench.sh uses them.
@@ -135,13 +136,18 @@ if step build cargo test --locked --no-run; then
     cargo test --locked --no-fail-fast ${TEST_ARGS:-}
   rc=$?
   [ "$rc" -eq 124 ] && warn "cargo test timed out after ${STORGATE_TEST_TIMEOUT:-2700} s"
-  TEST_COUNTS=$(awk '/^test result:/ {
+  # One `test result:` line per test binary. A binary that dies (a crash, the
+  # timeout) prints none, and with all integration tests in one binary that
+  # hides them all: then the run counts at least one failure.
+  TEST_COUNTS=$(awk -v rc="$rc" '/^test result:/ {
       for (i = 1; i <= NF; i++) {
         if ($(i+1) ~ /^passed/) p += $i
         if ($(i+1) ~ /^failed/) f += $i
         if ($(i+1) ~ /^ignored/) s += $i
       }
-    } END { print p+0, f+0, s+0 }' "$LOG_DIR/test.log")
+    } END { if (rc != 0 && f == 0) f = 1; print p+0, f+0, s+0 }' "$LOG_DIR/test.log")
+  [ "$rc" -ne 0 ] && [ "$(grep -c '^test result: FAILED' "$LOG_DIR/test.log")" -eq 0 ] &&
+    warn "cargo test failed (exit $rc) without a failed test: a test binary died before its summary"
 else
   record test 1 0
 fi

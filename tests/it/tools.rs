@@ -1,6 +1,6 @@
 //! Real client tools on the mount (SPEC §3.4): cp, mv, rm -r, mkdir -p, tar,
 //! rsync, an editor's save, tail -f, inotifywait, find, df.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! multipart upload and copy, errno mapping, a stopped or hung server, and
 //! the read-ahead prefetcher.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

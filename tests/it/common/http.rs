@@ -1,9 +1,9 @@
-//! A loopback HTTP/1.1 test server (std::net only) for webhooks and HTTP
-//! functions (SPEC §4.4, §5.4).
+//! A loopback HTTP/1.1 test server for webhooks and HTTP functions (SPEC
+//! §4.4, §5.4): routes and a record of every request over `tiny_http`, which
+//! does the protocol.
 //!
 //! ```ignore
-//! mod common;
-//! use common::http::{Body, HttpServer, Reply};
+//! use crate::common::http::{Body, HttpServer, Reply};
 //! let srv = HttpServer::start();                       // 127.0.0.1:<free port>
 //! srv.route("/convert", Reply::ok(Body::Prepend(b"converted:".to_vec())));
 //! srv.route("/slow", Reply::ok(Body::Echo).delay(Duration::from_secs(2)));
@@ -17,16 +17,15 @@
 //!   order, before its reply is delayed or sent; waiters are woken at once.
 //! * Replies are chosen per path prefix (the longest matching prefix wins);
 //!   unrouted paths get `200` with an empty body.
-//! * One thread per connection; keep-alive is honoured (HTTP/1.1 default),
-//!   `Connection: close` closes after the reply; `Expect: 100-continue` is
-//!   answered; request bodies may use `Content-Length` or chunked encoding.
-//! * Dropping the server stops accepting; idle connection threads end at
-//!   their 60 s read timeout.
+//! * Each request is answered on a thread of its own, so that a delayed
+//!   reply holds up no other request. `tiny_http` honours keep-alive (the
+//!   HTTP/1.1 default) and `Connection: close`, answers
+//!   `Expect: 100-continue`, and reads `Content-Length` and chunked bodies;
+//!   replies always carry a `Content-Length`.
+//! * Dropping the server stops serving and closes the listening socket.
 #![allow(dead_code)]
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -136,7 +135,7 @@ struct State {
 
 impl State {
     fn reply_for(&self, path: &str) -> Reply {
-        let routes = self.routes.lock().unwrap();
+        let routes = lock(&self.routes);
         routes
             .iter()
             .filter(|(p, _)| path.starts_with(p.as_str()))
@@ -144,41 +143,54 @@ impl State {
             .map(|(_, r)| r.clone())
             .unwrap_or_else(|| Reply::status(200))
     }
+
+    fn record(&self, req: Request) {
+        lock(&self.requests).push(req);
+        self.arrived.notify_all();
+    }
+}
+
+/// A test that panicked while holding a lock left the data usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The server; see the module docs.
 pub struct HttpServer {
     addr: SocketAddr,
     state: Arc<State>,
-    stop: Arc<AtomicBool>,
-    accept: Option<thread::JoinHandle<()>>,
+    server: Arc<tiny_http::Server>,
+    serve: Option<thread::JoinHandle<()>>,
 }
 
 impl HttpServer {
     /// Listens on 127.0.0.1 on a free port and serves in background threads.
     pub fn start() -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
+        super::cpu::enter();
+        let server = tiny_http::Server::http("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .expect("a TCP listener has an IP address");
+        let server = Arc::new(server);
         let state = Arc::new(State::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        let accept = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if sp.load(Ordering::SeqCst) {
-                    break;
+        let (srv, st) = (server.clone(), state.clone());
+        let serve = thread::Builder::new()
+            .name(format!("http-test-server-{}", addr.port()))
+            .spawn(move || {
+                // Ends when `Drop` unblocks it (or the listener fails).
+                while let Ok(req) = srv.recv() {
+                    let st = st.clone();
+                    thread::spawn(move || answer(req, &st));
                 }
-                let Ok(conn) = conn else { continue };
-                let st = st.clone();
-                thread::spawn(move || {
-                    let _ = serve(conn, &st);
-                });
-            }
-        });
+            })
+            .expect("spawn the HTTP test server thread");
         HttpServer {
             addr,
             state,
-            stop,
-            accept: Some(accept),
+            server,
+            serve: Some(serve),
         }
     }
 
@@ -190,14 +202,14 @@ impl HttpServer {
     /// Sets the reply for paths starting with `prefix` (replacing an earlier
     /// one for the same prefix).
     pub fn route(&self, prefix: &str, reply: Reply) {
-        let mut r = self.state.routes.lock().unwrap();
+        let mut r = lock(&self.state.routes);
         r.retain(|(p, _)| p != prefix);
         r.push((prefix.to_string(), reply));
     }
 
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        self.state.requests.lock().unwrap().clone()
+        lock(&self.state.requests).clone()
     }
 
     /// Requests whose path starts with `prefix`.
@@ -210,7 +222,7 @@ impl HttpServer {
 
     /// How many requests had a path starting with `prefix`.
     pub fn count_path(&self, prefix: &str) -> usize {
-        let reqs = self.state.requests.lock().unwrap();
+        let reqs = lock(&self.state.requests);
         reqs.iter().filter(|r| r.path.starts_with(prefix)).count()
     }
 
@@ -239,7 +251,7 @@ impl HttpServer {
     /// the server (`requests`, `json_bodies`… would deadlock).
     pub fn wait_until(&self, deadline: Duration, mut cond: impl FnMut(&[Request]) -> bool) -> bool {
         let end = Instant::now() + deadline;
-        let mut reqs = self.state.requests.lock().unwrap();
+        let mut reqs = lock(&self.state.requests);
         loop {
             if cond(&reqs) {
                 return true;
@@ -252,7 +264,7 @@ impl HttpServer {
                 .state
                 .arrived
                 .wait_timeout(reqs, (end - now).min(Duration::from_millis(200)))
-                .unwrap()
+                .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
@@ -260,153 +272,54 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.accept.take() {
+        self.server.unblock();
+        if let Some(h) = self.serve.take() {
             let _ = h.join();
         }
+        // The last `Arc` of the server goes here (answer threads hold only
+        // requests), which closes the listening socket.
     }
 }
 
-fn bad(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
-/// Reads one CRLF-terminated line (without the line end); None at EOF.
-fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    if r.read_until(b'\n', &mut buf)? == 0 {
-        return Ok(None);
+/// Reads, records and answers one request (after the route's delay).
+fn answer(mut rq: tiny_http::Request, st: &State) {
+    let mut body = Vec::new();
+    if let Err(e) = rq.as_reader().read_to_end(&mut body) {
+        // A body cut short is not a request the tests should see.
+        let _ = rq.respond(
+            tiny_http::Response::from_string(format!("bad body: {e}")).with_status_code(400),
+        );
+        return;
     }
-    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-        buf.pop();
+    let req = Request {
+        method: rq.method().as_str().to_string(),
+        path: rq.url().to_string(),
+        headers: rq
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    let reply = st.reply_for(&req.path);
+    let out = reply.render(&req);
+    st.record(req);
+    if !reply.delay.is_zero() {
+        thread::sleep(reply.delay);
     }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-fn serve(conn: TcpStream, st: &State) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-    conn.set_nodelay(true)?;
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    loop {
-        // Request line (skip stray empty lines between requests).
-        let line = loop {
-            match read_line(&mut r)? {
-                None => return Ok(()),
-                Some(l) if l.is_empty() => continue,
-                Some(l) => break l,
-            }
-        };
-        let mut parts = line.split(' ');
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts
-            .next()
-            .ok_or_else(|| bad("no request target"))?
-            .to_string();
-        let version = parts.next().unwrap_or("HTTP/1.0").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let Some(h) = read_line(&mut r)? else {
-                return Ok(());
-            };
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-            w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-            w.flush()?;
-        }
-        let chunked =
-            get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let size_line = read_line(&mut r)?.ok_or_else(|| bad("eof in chunk size"))?;
-                let hex = size_line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(hex, 16).map_err(|_| bad("bad chunk size"))?;
-                if size == 0 {
-                    // Trailers up to the empty line.
-                    while let Some(t) = read_line(&mut r)? {
-                        if t.is_empty() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size, 0);
-                r.read_exact(&mut body[start..])?;
-                let _ = read_line(&mut r)?; // CRLF after the chunk
-            }
-        } else if let Some(len) = get("content-length") {
-            let len: usize = len.parse().map_err(|_| bad("bad content-length"))?;
-            body.resize(len, 0);
-            r.read_exact(&mut body)?;
-        }
-        let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
-            || (version == "HTTP/1.0"
-                && !get("connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")));
-        let req = Request {
-            method,
-            path,
-            headers,
-            body,
-        };
-        let reply = st.reply_for(&req.path);
-        let out = reply.render(&req);
-        let head_only = req.method == "HEAD";
-        {
-            let mut reqs = st.requests.lock().unwrap();
-            reqs.push(req);
-            st.arrived.notify_all();
-        }
-        if !reply.delay.is_zero() {
-            thread::sleep(reply.delay);
-        }
-        let mut resp = format!(
-            "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n",
-            reply.status,
-            reason(reply.status),
-            out.len()
-        )
-        .into_bytes();
-        if close {
-            resp.extend_from_slice(b"Connection: close\r\n");
-        }
-        resp.extend_from_slice(b"\r\n");
-        if !head_only {
-            resp.extend_from_slice(&out);
-        }
-        w.write_all(&resp)?;
-        w.flush()?;
-        if close {
-            return Ok(());
-        }
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+    let content_type =
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/octet-stream"[..])
+            .expect("a valid header");
+    let resp = tiny_http::Response::from_data(out)
+        .with_status_code(reply.status)
+        .with_header(content_type)
+        // Always `Content-Length`, never chunked, whatever the size.
+        .with_chunked_threshold(usize::MAX);
+    // The client may have given up (a webhook timeout): nothing to do then.
+    let _ = rq.respond(resp);
 }

@@ -20,11 +20,11 @@
 //!   exit 2 on usage errors, "already running" while the scan's lock is held,
 //!   exec webhook environment.
 //!
-//! The CPU-throttling test takes an exclusive lock that the heavy tests of
-//! this binary share, so that no other test's load keeps it throttled.
+//! The CPU-throttling test runs alone (`common::cpu::exclusive`), so that no
+//! other test's load keeps it throttled.
 //! `STORGATE_TEST_BATCH_DEADLINE=SECS` caps every deadline of this file
 //! (a quick look at how the tests fail, e.g. while the engine is missing).
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -32,7 +32,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,17 +52,6 @@ fn dl(secs: u64) -> Duration {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(u64::MAX);
     Duration::from_secs(secs.min(cap))
-}
-
-/// Heavy tests share it; the throttling test holds it alone.
-static CPU: RwLock<()> = RwLock::new(());
-
-fn cpu_shared() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn cpu_exclusive() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Visits every regular file below `dir` with its path relative to `dir`.
@@ -472,7 +461,6 @@ fn landing_zone_20000_files_moved_in_chunks_with_webhooks() {
     const PER_DIR: usize = 100;
     const N: usize = DIRS * PER_DIR;
     const CHUNK: u64 = 1000;
-    let _cpu = cpu_shared();
     let srv = HttpServer::start();
     let url = format!("{}/hook", srv.url());
     let root = scratch();
@@ -596,7 +584,6 @@ fn kill_9_mid_scan_restart_processes_every_file_at_most_one_chunk_twice() {
     const PER_DIR: usize = 100;
     const N: usize = DIRS * PER_DIR;
     const CHUNK: usize = 500;
-    let _cpu = cpu_shared();
     let srv = HttpServer::start();
     let url = format!("{}/hook", srv.url());
     let outer = scratch();
@@ -708,7 +695,6 @@ fn cursor_reset_with_delete_terminates_and_processes_everything() {
     const DIRS: usize = 30;
     const PER_DIR: usize = 100;
     const N: usize = DIRS * PER_DIR;
-    let _cpu = cpu_shared();
     let srv = HttpServer::start();
     let url = format!("{}/hook", srv.url());
     let root = scratch();
@@ -789,7 +775,6 @@ fn put_objects(c: Arc<S3Client>, objects: Vec<(String, Vec<u8>)>) {
 fn s3_cursor_continue_kill_9_restart_copies_every_object() {
     const N: usize = 5000;
     const CHUNK: usize = 500;
-    let _cpu = cpu_shared();
     let s3 = S3Server::shared();
     let bucket = s3.new_bucket("batch-continue");
     let client = Arc::new(
@@ -1100,7 +1085,8 @@ impl Drop for Burners {
 
 #[test]
 fn throttling_holds_items_while_the_cpu_is_busy() {
-    let _cpu = cpu_exclusive();
+    // Alone: the load of a test beside it would keep the gate closed.
+    let _alone = common::cpu::exclusive();
     let srv = HttpServer::start();
     let url = format!("{}/hook", srv.url());
     let root = scratch();

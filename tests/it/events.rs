@@ -18,7 +18,7 @@
 //!   a literal `..` in a savePath refuses to mount;
 //! - `storgate workflow run` (`--dry-run`, success, failure, usage error);
 //! - `item.hits` counts opens and restarts at a write.
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -385,6 +385,7 @@ fn derivatives_on_put_and_removed_on_delete() {
     // templates then name files that do not exist and `rm -f` is harmless.
     let cfg = json!({
         "stateDir": "{root}/state",
+        "throttling": {"enable": false},
         "functionBaseUrl": srv.url(),
         "buckets": [bucket_with(
             "media",
@@ -536,6 +537,7 @@ fn kill_9_with_2000_pending_post_events_replays_them_all() {
     // take ~20 ms per item, with 2 workers: plenty stays pending at the kill.
     let cfg = json!({
         "stateDir": format!("{od}/state"),
+        "throttling": {"enable": false},
         "buckets": [bucket_with(
             "b",
             vec![

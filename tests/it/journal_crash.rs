@@ -30,7 +30,6 @@ const DIR_ENV: &str = "STORGATE_JOURNAL_CRASH_DIR";
 const MODE_ENV: &str = "STORGATE_JOURNAL_CRASH_MODE";
 const ROUND_ENV: &str = "STORGATE_JOURNAL_CRASH_ROUND";
 const COMPACT_ENV: &str = "STORGATE_JOURNAL_CRASH_COMPACT";
-const CHILD_TEST: &str = "crash_child";
 
 /// The child's body; a no-op unless run by `spawn_child`.
 #[test]
@@ -43,7 +42,7 @@ fn crash_child() {
     let compact: u64 = std::env::var(COMPACT_ENV).unwrap().parse().unwrap();
 
     let mut out = std::io::stdout().lock();
-    // The harness has printed `test crash_child ... ` without a newline.
+    // The harness has printed `test journal_crash::crash_child ... ` without a newline.
     out.write_all(b"\n").unwrap();
     let mut report = |line: String| {
         out.write_all(format!("J {line}\n").as_bytes()).unwrap();
@@ -164,6 +163,14 @@ impl Reports {
     }
 }
 
+/// The full name of [`crash_child`] in this test binary (`MODULE::crash_child`,
+/// without the crate name), as `--exact` wants it.
+fn child_test() -> String {
+    let module = module_path!();
+    let module = module.split_once("::").map_or(module, |(_, m)| m);
+    format!("{module}::crash_child")
+}
+
 /// Runs one child until it is SIGKILLed; `kill_after`: the parent kills it
 /// after that many report lines, else it kills itself.
 fn run_child(
@@ -173,9 +180,12 @@ fn run_child(
     kill_after: Option<usize>,
     known: &[PostEvent],
 ) -> Reports {
+    // The children load the machine: not beside the throttling test.
+    crate::common::cpu::enter();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .arg(child_test())
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(DIR_ENV, dir)
         .env(
             MODE_ENV,

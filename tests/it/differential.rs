@@ -8,13 +8,13 @@
 //! targets, and mtimes that were set explicitly).
 //!
 //! Replay: `STORGATE_DIFF_SEED=<u64> STORGATE_DIFF_OPS=<n> cargo test --test
-//! differential random_ops -- --exact --nocapture` (or
+//! it differential::random_ops -- --exact --nocapture` (or
 //! `random_ops_no_passthrough`, which runs half of `STORGATE_DIFF_OPS`).
 //! The seed is printed at start and in every failure message. With `STORGATE_DIFF_MINIMIZE=1` a failing
 //! run also shrinks the operation sequence (replaying candidates in fresh
 //! subdirectories of the same mount) and prints the smallest one found.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::CString;
@@ -1664,7 +1664,7 @@ impl Run {
             return "scripted sequence (no seed): rerun this #[test]".to_string();
         }
         format!(
-            "replay: STORGATE_DIFF_SEED={} STORGATE_DIFF_OPS={} cargo test --test differential {} -- --exact --nocapture",
+            "replay: STORGATE_DIFF_SEED={} STORGATE_DIFF_OPS={} cargo test --test it differential::{} -- --exact --nocapture",
             self.seed, self.ops_env, self.test
         )
     }
@@ -2061,15 +2061,13 @@ fn random_run(test: &'static str, extra: &[&str], divisor: usize) {
     let ops_env = ops_from_env();
     let ops = ops_env.div_ceil(divisor);
     let seed = env_u64("STORGATE_DIFF_SEED").unwrap_or_else(random_seed);
-    if env_u64("STORGATE_DIFF_MINIMIZE").unwrap_or(0) != 0
-        && std::env::var_os("STORGATE_TEST_MOUNT_TIMEOUT").is_none()
-    {
+    let mut pair = Pair::start_with(extra);
+    if env_u64("STORGATE_DIFF_MINIMIZE").unwrap_or(0) != 0 {
         // Minimizing replays for a long time: keep the harness's watchdog
         // from killing the daemon meanwhile. Manual debugging mode only.
-        // SAFETY: set before this test starts any thread of its own.
-        unsafe { std::env::set_var("STORGATE_TEST_MOUNT_TIMEOUT", "3600") };
+        // (Not through the environment: other tests of this process read it.)
+        pair.mount.extend_watchdog(3600);
     }
-    let pair = Pair::start_with(extra);
     let (bare, mnt, log) = (pair.bare(), pair.mnt(), pair.log());
     with_umask(move || {
         let mut r = Run::new(seed, ops, &bare, &mnt);

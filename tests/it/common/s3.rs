@@ -2,9 +2,8 @@
 //! loopback, speaking S3 over HTTP.
 //!
 //! ```ignore
-//! mod common;
-//! use common::s3::S3Server;
-//! let srv = S3Server::shared();            // one per test binary
+//! use crate::common::s3::S3Server;
+//! let srv = S3Server::shared();            // one for the whole test binary
 //! let bucket = srv.new_bucket("listing");  // a fresh bucket per test
 //! let ep = srv.s3_endpoint(&bucket);       // a config::S3Endpoint for S3Client::connect
 //! let json = srv.endpoint_config(&bucket); // or an `aws_s3` config entry
@@ -26,7 +25,7 @@
 //!   CompleteMultipartUpload with a wrong XML root, getmoto/moto#10055, which
 //!   the SDK rejects); `STORGATE_TEST_MOTO_LOG=DIR` keeps
 //!   each server's log in `DIR/moto-PORT.log`.
-//! * Every test binary that includes this module runs with
+//! * The test binary runs with
 //!   `AWS_EC2_METADATA_DISABLED=true` (set before `main`, so before any
 //!   thread), so neither the tests nor the daemons they start ever probe the
 //!   EC2 metadata service.
@@ -71,12 +70,14 @@ pub struct S3Server {
 impl S3Server {
     /// The server shared by all tests of this binary (started on first use).
     pub fn shared() -> &'static S3Server {
+        super::cpu::enter();
         static SHARED: OnceLock<S3Server> = OnceLock::new();
         SHARED.get_or_init(S3Server::spawn_private)
     }
 
     /// A server of its own, for tests that stop or pause it. Killed on drop.
     pub fn spawn_private() -> S3Server {
+        super::cpu::enter();
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();

@@ -1,6 +1,6 @@
 //! `storgate mount` as a command (SPEC §8, §9): daemon mode, failures with
 //! reasons, config errors, signals and `-o` options.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

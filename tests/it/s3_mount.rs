@@ -8,7 +8,7 @@
 //! Each test takes a fresh bucket; fault tests take a server of their own.
 //! `STORGATE_S3_BIG_MB` sets the size of the big-file test (default 1024).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -583,7 +583,7 @@ fn rsync_500_files_twice_transfers_nothing() {
     let srv = &S3Server::spawn_private();
     let bucket = srv.new_bucket("rsync");
     let mut m = mount_s3(srv, &bucket, "r", 30);
-    m.extend_watchdog(600);
+    m.extend_watchdog(1500);
     let src = m.scratch_path("src");
     let rels = make_tree(&src, 10, 50);
     let dst = m.at("dst");
@@ -594,7 +594,7 @@ fn rsync_500_files_twice_transfers_nothing() {
                 .args(extra)
                 .arg(format!("{}/", src.display()))
                 .arg(format!("{}/", dst.display())),
-            240,
+            600,
         )
     };
     let t = Instant::now();
@@ -807,7 +807,10 @@ fn ten_thousand_objects_ls_and_find() {
         }
     });
     eprintln!("{} objects uploaded in {:?}", N + 50, t.elapsed());
-    let m = mount_s3(srv, &bucket, "", 30);
+    let mut m = mount_s3(srv, &bucket, "", 30);
+    // Four listings of 10,000 entries (with a stat each for `ls -l`) take
+    // minutes on a busy machine.
+    m.extend_watchdog(900);
     let mnt = m.mnt.display();
     let t = Instant::now();
     assert_eq!(

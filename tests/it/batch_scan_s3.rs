@@ -4,7 +4,7 @@
 //! §3.3 key rules (directory markers, implied directories, `a` vs `a/`,
 //! keys no path can name), and the delimiter listing of non-recursive scans.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Access rules of a bucket (SPEC §2.1 `access`): a denied operation returns
 //! EACCES through the mount and leaves the origin untouched.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,7 +1,7 @@
 //! Real kernel mounts proving the merge rules (SPEC §3.1), buckets as
 //! top-level directories (§3), hidden mounts (§2.1 `expose`) and the
 //! behaviour of local origins (§3.2).
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -1,0 +1,32 @@
+//! storgate's integration tests, as one test binary (`cargo test --test it`)
+//! so that the suite links once. One module per area; test names read
+//! `AREA::TEST` (`cargo test --test it batch::` runs one area,
+//! `cargo test --test it -- --exact events::publish_on_upload` one test).
+//!
+//! All tests share one process and run in parallel on the default number of
+//! test threads, so a test must not change process-wide state (environment,
+//! umask, current directory, signal dispositions) and must name its own
+//! scratch directories, buckets and ports. Shared pieces:
+//! - `common`: the mount harness ([`common::Mount`]), errno and command
+//!   helpers, the loopback HTTP server ([`common::http`]), the moto S3 server
+//!   shared by the whole binary ([`common::s3`]), and the CPU gate
+//!   ([`common::cpu`]) that lets the throttling test run while nothing else
+//!   loads the machine.
+//!
+//! The data of `config_check` stays in `tests/bad-configs/` and
+//! `tests/good-configs/`.
+
+mod common;
+
+mod batch;
+mod batch_scan_s3;
+mod config_check;
+mod differential;
+mod events;
+mod journal_crash;
+mod mount_access;
+mod mount_cli;
+mod mount_merge;
+mod s3_client;
+mod s3_mount;
+mod tools;
