@@ -1347,6 +1347,12 @@ fn server_stopped_before_close_gives_eio_and_keeps_staging() {
         contents.iter().any(|c| c == b"fsync me"),
         "no staging file holds the fsynced data"
     );
+    // A client's unsaved bytes are the daemon's (root's) alone: the daemon
+    // runs with umask 0, so a staging file must be made 0600 explicitly.
+    for e in fs::read_dir(&staging).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "staging file {:?} has mode {mode:o}", e.path());
+    }
     let log = m.log();
     assert!(
         log.contains("staging"),

@@ -8,7 +8,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::meta::{self, Attrs};
@@ -127,24 +126,21 @@ pub struct Staged {
     uploading: Mutex<()>,
 }
 
-static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
-
 impl Staged {
+    /// A new staging file in `stateDir/staging`: an unpredictable name made
+    /// with `O_EXCL` and mode 0600 (tempfile), so neither another local user
+    /// nor a racing writer can open or pre-create it — the daemon runs with
+    /// umask 0, and the bytes are a client's. Kept (not deleted on drop):
+    /// the upload path removes it once the object is in the bucket, and a
+    /// failed upload leaves it for the user to find.
     fn new_file(origin: &S3Origin) -> FsResult<(PathBuf, File)> {
-        let name = format!(
-            "{}-{}-{}.part",
-            origin.name(),
-            std::process::id(),
-            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = origin.staging.join(name);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let (file, path) = tempfile::Builder::new()
+            .prefix(&format!("{}-", origin.name()))
+            .suffix(".part")
+            .tempfile_in(&origin.staging)
+            .and_then(|t| t.keep().map_err(|e| e.error))
             .map_err(|e| {
-                tracing::error!(path = %path.display(), error = %e, "cannot create staging file");
+                tracing::error!(dir = %origin.staging.display(), error = %e, "cannot create staging file");
                 Errno::from(e)
             })?;
         Ok((path, file))

@@ -86,7 +86,7 @@ struct IndexLine {
 /// Loads the index log (last line per key wins; a line without an ETag
 /// forgets the key) and rewrites it compacted.
 fn load_index(path: &std::path::Path) -> (HashMap<String, (String, Attrs)>, Option<std::fs::File>) {
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     let mut map = HashMap::new();
     if let Ok(f) = std::fs::File::open(path) {
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
@@ -109,27 +109,29 @@ fn load_index(path: &std::path::Path) -> (HashMap<String, (String, Attrs)>, Opti
             }
         }
     }
-    let tmp = path.with_extension("jsonl.tmp");
-    let rewritten = (|| -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        for (k, (e, a)) in &map {
-            let l = IndexLine {
-                k: k.clone(),
-                e: Some(e.clone()),
-                m: a.mode,
-                u: a.uid,
-                g: a.gid,
-                t: a.mtime,
-            };
-            writeln!(
-                w,
-                "{}",
-                serde_json::to_string(&l).map_err(std::io::Error::other)?
-            )?;
+    // Compacted through the one atomic-write helper of `state/`: a crash
+    // mid-compaction leaves the old index or the new one, never half of one.
+    let mut out = Vec::new();
+    for (k, (e, a)) in &map {
+        let l = IndexLine {
+            k: k.clone(),
+            e: Some(e.clone()),
+            m: a.mode,
+            u: a.uid,
+            g: a.gid,
+            t: a.mtime,
+        };
+        match crate::state::jsonl::encode(&l) {
+            Ok(line) => out.extend_from_slice(&line),
+            Err(e) => {
+                tracing::warn!(key = %l.k, error = %e, "cannot encode an S3 attribute index line")
+            }
         }
-        w.flush()?;
-        std::fs::rename(&tmp, path)
-    })();
+    }
+    let rewritten = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) => crate::state::atomic::write_atomic(dir, name, &out).map(drop),
+        _ => Ok(()),
+    };
     if let Err(e) = rewritten {
         tracing::warn!(path = %path.display(), error = %e, "cannot compact the S3 attribute index");
     }
