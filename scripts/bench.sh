@@ -439,7 +439,12 @@ EOF
     section "local: run $run of $RUNS"
     for i in "${!BENCHES[@]}"; do
       IFS=';' read -r name _ _ fn arg <<<"${BENCHES[$i]}"
-      for side in "${sides[@]}"; do
+      local order=("${sides[@]}")
+      # With a base binary, every other run measures storgate before base:
+      # what one side leaves the file system to finish (deferred frees after
+      # the rm -rf, writeback) lands on each side equally often.
+      if [ ${#sides[@]} = 3 ] && [ $((run % 2)) = 0 ]; then order=(bare storgate base); fi
+      for side in "${order[@]}"; do
         case $side in bare) dir=$BARE ;; base) dir=$MNT_BASE ;; *) dir=$MNT ;; esac
         # shellcheck disable=SC2086 # $arg is empty or one word
         t=$($fn "$dir" $arg)
