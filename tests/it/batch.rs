@@ -409,7 +409,7 @@ const TO_OUT: &str = "/out/{{ item.path | relpath(source_dir) }}";
 /// A 6-field schedule that fires once, `delay` seconds from now (local
 /// time, at that hour:minute:second of the day), and that instant as unix
 /// seconds: a daemon runs its scan exactly once while the test watches.
-fn one_shot_schedule(delay: i64) -> (String, i64) {
+pub(crate) fn one_shot_schedule(delay: i64) -> (String, i64) {
     // SAFETY: time(NULL) and localtime_r into a zeroed tm.
     let at = unsafe { libc::time(std::ptr::null_mut()) } + delay;
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

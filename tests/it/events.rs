@@ -17,6 +17,9 @@
 //! - hostile file names never write outside the bucket nor kill the daemon;
 //!   a literal `..` in a savePath refuses to mount;
 //! - `storgate workflow run` (`--dry-run`, success, failure, usage error);
+//! - outputs `storgate workflow run` / `batch run` write straight into a
+//!   watched local origin fire nothing in a daemon on the same config (the
+//!   registry of storgate's own changes is shared through `stateDir`);
 //! - `item.hits` counts opens and restarts at a write.
 use crate::common;
 
@@ -1211,6 +1214,169 @@ fn workflow_run_cli() {
         "/in/a.jpg",
     ]);
     assert_eq!(o.status.code(), Some(2), "unknown workflow: {}", show(&o));
+}
+
+// ------------------------------------ CLI outputs next to a daemon ----
+
+/// Issue 10: `storgate workflow run` and `storgate batch run` share their
+/// own changes with a daemon on the same config through `stateDir`, so the
+/// daemon fires nothing for the outputs they write straight into its
+/// watched local origin. Two controls show that the silence is the shared
+/// registry's doing: a file the test writes into the origin fires onPut,
+/// and so does the output of a `workflow run` on a copy of the config with
+/// another `stateDir` (nothing shared with the daemon).
+///
+/// Absence is checked without sleeping: the daemon runs one worker, so its
+/// post events run in the order the watcher saw the changes; once a
+/// sentinel written into the origin after the CLI runs has fired, anything
+/// the CLI outputs fired would have fired before it.
+#[test]
+fn cli_outputs_in_a_watched_origin_fire_nothing_in_the_daemon() {
+    let srv = HttpServer::start();
+    let hook = format!("{}/hook", srv.url());
+    let root = scratch();
+    let r = root.path();
+    put(&r.join("in/src.txt"), "source of workflow run\n");
+    put(&r.join("in/other.txt"), "source of the unshared run\n");
+    fs::create_dir_all(r.join("out/batch")).unwrap();
+    let (schedule, _) = crate::batch::one_shot_schedule(12 * 3600);
+    let cfg = |state_dir: &str| {
+        let mut c = config(vec![bucket_with(
+            "b",
+            vec![
+                local("/in", "{root}/in", true),
+                local("/out", "{root}/out", true),
+                local("/marks", "{root}/marks", false),
+            ],
+            json!({
+                "onPut": event(Value::Null, "mark", "post",
+                    json!({"onItemCompleted": hook, "onItemAborted": hook})),
+                // Due 12 hours from now: only `storgate batch run` runs it.
+                "onBatch": [{"enable": true, "path": "/in", "schedule": schedule,
+                             "trigger": {"workflow": "export_batch"}}],
+            }),
+            json!([
+                {"name": "mark", "tasks": [{"savePath": "/marks{{ item.path }}"}]},
+                {"name": "export", "tasks": [{"savePath": "/out/{{ item.filename }}"}]},
+                {"name": "export_batch", "tasks": [
+                    {"savePath": "/out/batch/{{ item.filename }}"}
+                ]},
+            ]),
+        )]);
+        c["stateDir"] = json!(state_dir);
+        c
+    };
+    let m = Mount::start_in_env(
+        root,
+        &cfg("{root}/state"),
+        &["--bucket", "b"],
+        &[("STORGATE_WORKERS", "1")],
+    );
+    let unshared = write_config(
+        m.root.path(),
+        &cfg("{root}/state-unshared"),
+        "unshared.json",
+    );
+    let cli = |sub: &str, config: &Path, rest: &[&str]| {
+        let mut cmd = Command::new(storgate_bin());
+        cmd.args([sub, "run", "--config"]).arg(config).args(rest);
+        run_timeout(&mut cmd, DEADLINE)
+    };
+    let fired = || -> Vec<String> {
+        let mut v: Vec<String> = srv
+            .json_bodies("/hook")
+            .iter()
+            .filter_map(|p| p["item"]["path"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Control: a file written into the origin by someone else fires.
+    fs::write(m.scratch_path("out/control.txt"), b"not storgate's\n").unwrap();
+    wait_hooks(
+        &srv,
+        "/hook",
+        "onItemCompleted",
+        &["/out/control.txt".to_string()],
+    );
+
+    // Control: a CLI run that shares nothing with the daemon (another
+    // stateDir) writes an output the daemon cannot tell from anyone else's.
+    let o = cli(
+        "workflow",
+        unshared.as_path(),
+        &["b", "export", "/in/other.txt"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "unshared workflow run: {}",
+        show(&o)
+    );
+    assert_eq!(
+        read(&m.scratch_path("out/other.txt")),
+        b"source of the unshared run\n"
+    );
+    wait_hooks(
+        &srv,
+        "/hook",
+        "onItemCompleted",
+        &["/out/other.txt".to_string()],
+    );
+
+    // The same config as the daemon: outputs straight into the watched
+    // origin, announced through stateDir.
+    let o = cli("workflow", m.config_path(), &["b", "export", "/in/src.txt"]);
+    assert_eq!(o.status.code(), Some(0), "workflow run: {}", show(&o));
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l == "completed /in/src.txt"),
+        "workflow run: {}",
+        show(&o)
+    );
+    assert_eq!(
+        read(&m.scratch_path("out/src.txt")),
+        b"source of workflow run\n"
+    );
+    let o = cli("batch", m.config_path(), &["b"]);
+    assert_eq!(o.status.code(), Some(0), "batch run: {}", show(&o));
+    assert_eq!(
+        files_under(&m.scratch_path("out/batch")),
+        [
+            ("other.txt", &b"source of the unshared run\n"[..]),
+            ("src.txt", b"source of workflow run\n"),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c.to_vec()))
+        .collect::<BTreeMap<_, _>>(),
+        "batch run wrote both outputs; {}",
+        show(&o)
+    );
+
+    // The sentinel, written after the CLI runs, fires; by then every event
+    // the watcher saw before it has run (one worker, in order).
+    fs::write(m.scratch_path("out/sentinel.txt"), b"after the runs\n").unwrap();
+    wait_hooks(
+        &srv,
+        "/hook",
+        "onItemCompleted",
+        &["/out/sentinel.txt".to_string()],
+    );
+    assert_eq!(
+        fired(),
+        ["/out/control.txt", "/out/other.txt", "/out/sentinel.txt"],
+        "onPut fired once for each outside change and never for the outputs of \
+         `workflow run` / `batch run` on the daemon's config; {}",
+        hooks_summary(&srv, "/hook")
+    );
+    let marks: Vec<String> = files_under(&m.scratch_path("marks")).into_keys().collect();
+    assert_eq!(
+        marks,
+        ["out/control.txt", "out/other.txt", "out/sentinel.txt"],
+        "the daemon's onPut workflow ran for exactly these"
+    );
 }
 
 // ------------------------------------------------------- item.hits ----
