@@ -92,7 +92,9 @@ pub fn source_dir(tree: &BucketTree, path: &[OsString]) -> String {
     }
 }
 
-/// Removes temporary files a crashed run left in `stateDir/tmp`.
+/// Removes temporary files (and the private temp directories of
+/// `batch run`/`workflow run`, see [`run_tmp_dir`]) that a crashed run left
+/// in `stateDir/tmp`. Only the daemon calls it, at start.
 pub fn clean_tmp(tmp: &Path) {
     if let Ok(rd) = std::fs::read_dir(tmp) {
         for e in rd.flatten() {
@@ -100,8 +102,59 @@ pub fn clean_tmp(tmp: &Path) {
                 .as_encoded_bytes()
                 .starts_with(store::TMP_PREFIX.as_bytes())
             {
-                let _ = std::fs::remove_file(e.path());
+                let path = e.path();
+                let _ = match e.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                };
             }
         }
+    }
+}
+
+/// A private directory for the temporary files of one `batch run` or
+/// `workflow run` under `stateDir/tmp` (0700, removed when dropped). A CLI
+/// run never cleans `stateDir/tmp` itself: a daemon on the same config may
+/// have downloads and outputs in flight there.
+pub fn run_tmp_dir(state_tmp: &Path) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(state_tmp)?;
+    use std::os::unix::fs::PermissionsExt;
+    // Explicit: tempfile leaves a directory's mode to the umask, and the
+    // daemon's is 0.
+    tempfile::Builder::new()
+        .prefix(&format!("{}run.", store::TMP_PREFIX))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(state_tmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_tmp_dirs_are_private_and_cleaned_only_by_clean_tmp() {
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().expect("tempdir");
+        let tmp = state.path().join("tmp");
+        let run = run_tmp_dir(&tmp).expect("run dir");
+        let mode = std::fs::metadata(run.path())
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "a CLI run's temp dir is private");
+        std::fs::write(run.path().join("download"), b"x").expect("write");
+        let stale = tmp.join(format!("{}out.1", store::TMP_PREFIX));
+        std::fs::write(&stale, b"x").expect("write");
+        let foreign = tmp.join("not-ours");
+        std::fs::write(&foreign, b"x").expect("write");
+        // Another CLI run beside this one leaves both alone.
+        let other = run_tmp_dir(&tmp).expect("second run dir");
+        assert!(run.path().join("download").exists() && stale.exists());
+        drop(other);
+        // The daemon's start removes what crashed runs left, not the rest.
+        clean_tmp(&tmp);
+        assert!(!run.path().exists(), "a crashed run's dir is removed");
+        assert!(!stale.exists(), "a stale temp file is removed");
+        assert!(foreign.exists(), "other files are kept");
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::batch::BatchError;
 use crate::batch::job::{Job, Progress, Summary};
-use crate::bucket::clean_tmp;
+use crate::bucket::run_tmp_dir;
 use crate::bucket::selfchange::SelfChanges;
 use crate::config;
 use crate::events::dispatch::worker_count;
@@ -66,11 +66,17 @@ pub fn run_command(
     let Some(state) = buckets.iter().find(|s| s.name == *bucket) else {
         return usage(err, format!("no enabled bucket named {bucket:?}"));
     };
-    let tmp = cfg.state_dir.join("tmp");
-    if let Err(e) = std::fs::create_dir_all(&tmp) {
-        return usage(err, format!("cannot create {}: {e}", tmp.display()));
-    }
-    clean_tmp(&tmp);
+    let state_tmp = cfg.state_dir.join("tmp");
+    let run_tmp = match run_tmp_dir(&state_tmp) {
+        Ok(d) => d,
+        Err(e) => {
+            return usage(
+                err,
+                format!("cannot create a directory in {}: {e}", state_tmp.display()),
+            );
+        }
+    };
+    let tmp = run_tmp.path().to_path_buf();
     let runner = Runner::new(
         Arc::new(SelfChanges::announcing(&cfg.state_dir)),
         tmp,

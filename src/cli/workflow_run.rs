@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::bucket::selfchange::SelfChanges;
 use crate::bucket::store::Store;
-use crate::bucket::{clean_tmp, source_dir};
+use crate::bucket::{run_tmp_dir, source_dir};
 use crate::config;
 use crate::item::Source;
 use crate::item::{item_of, path_text};
@@ -55,16 +55,19 @@ pub fn run_command(
         );
         return 2;
     };
-    let tmp = cfg.state_dir.join("tmp");
-    if let Err(e) = std::fs::create_dir_all(&tmp) {
-        let _ = writeln!(
-            err,
-            "storgate workflow run: cannot create {}: {e}",
-            tmp.display()
-        );
-        return 2;
-    }
-    clean_tmp(&tmp);
+    let state_tmp = cfg.state_dir.join("tmp");
+    let run_tmp = match run_tmp_dir(&state_tmp) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "storgate workflow run: cannot create a directory in {}: {e}",
+                state_tmp.display()
+            );
+            return 2;
+        }
+    };
+    let tmp = run_tmp.path().to_path_buf();
     let selfc = Arc::new(SelfChanges::announcing(&cfg.state_dir));
     let runner = Runner::new(selfc.clone(), tmp.clone(), cfg.function_base_url.clone());
     let hits = HitStore::open(&cfg.state_dir);
