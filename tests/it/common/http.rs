@@ -180,9 +180,14 @@ impl HttpServer {
             .name(format!("http-test-server-{}", addr.port()))
             .spawn(move || {
                 // Ends when `Drop` unblocks it (or the listener fails).
-                while let Ok(req) = srv.recv() {
-                    let st = st.clone();
-                    thread::spawn(move || answer(req, &st));
+                // Requests are read and recorded here, one after another, so
+                // `requests()` lists them in the order they arrived (also on
+                // one pipelined connection, on a busy machine); only the
+                // reply (which may be delayed) gets a thread of its own.
+                while let Ok(rq) = srv.recv() {
+                    if let Some((rq, reply, out)) = receive(rq, &st) {
+                        thread::spawn(move || answer(rq, &reply, out));
+                    }
                 }
             })
             .expect("spawn the HTTP test server thread");
@@ -282,14 +287,15 @@ impl Drop for HttpServer {
 }
 
 /// Reads, records and answers one request (after the route's delay).
-fn answer(mut rq: tiny_http::Request, st: &State) {
+/// Reads one request, records it and works out its reply; None when its
+/// body was cut short (answered 400 here; not a request tests should see).
+fn receive(mut rq: tiny_http::Request, st: &State) -> Option<(tiny_http::Request, Reply, Vec<u8>)> {
     let mut body = Vec::new();
     if let Err(e) = rq.as_reader().read_to_end(&mut body) {
-        // A body cut short is not a request the tests should see.
         let _ = rq.respond(
             tiny_http::Response::from_string(format!("bad body: {e}")).with_status_code(400),
         );
-        return;
+        return None;
     }
     let req = Request {
         method: rq.method().as_str().to_string(),
@@ -309,6 +315,11 @@ fn answer(mut rq: tiny_http::Request, st: &State) {
     let reply = st.reply_for(&req.path);
     let out = reply.render(&req);
     st.record(req);
+    Some((rq, reply, out))
+}
+
+/// Sends the reply of one recorded request, after its delay.
+fn answer(rq: tiny_http::Request, reply: &Reply, out: Vec<u8>) {
     if !reply.delay.is_zero() {
         thread::sleep(reply.delay);
     }
