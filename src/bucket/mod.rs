@@ -10,6 +10,7 @@ pub mod resolve;
 pub mod selfchange;
 mod selfchange_shared;
 pub mod store;
+pub mod temps;
 
 pub use error::BucketError;
 
@@ -94,21 +95,36 @@ pub fn source_dir(tree: &BucketTree, path: &[OsString]) -> String {
 
 /// Removes temporary files (and the private temp directories of
 /// `batch run`/`workflow run`, see [`run_tmp_dir`]) that a crashed run left
-/// in `stateDir/tmp`. Only the daemon calls it, at start.
+/// in `stateDir/tmp`, and the temp outputs crashed writers left in origins
+/// (their intent logs, see [`temps`]). A run whose log is still locked is
+/// alive and left alone. Only the daemon calls it, at start.
 pub fn clean_tmp(tmp: &Path) {
-    if let Ok(rd) = std::fs::read_dir(tmp) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .as_encoded_bytes()
-                .starts_with(store::TMP_PREFIX.as_bytes())
-            {
-                let path = e.path();
-                let _ = match e.file_type() {
-                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-                    _ => std::fs::remove_file(&path),
-                };
-            }
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name
+            .as_encoded_bytes()
+            .starts_with(store::TMP_PREFIX.as_bytes())
+        {
+            continue;
         }
+        let path = e.path();
+        if name == temps::INTENT_LOG {
+            temps::replay_log(&path);
+            continue;
+        }
+        let _ = match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                let log = path.join(temps::INTENT_LOG);
+                if log.exists() && temps::replay_log(&log).is_none() {
+                    continue;
+                }
+                std::fs::remove_dir_all(&path)
+            }
+            _ => std::fs::remove_file(&path),
+        };
     }
 }
 

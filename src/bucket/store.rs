@@ -10,7 +10,8 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tempfile::TempPath;
@@ -19,17 +20,14 @@ use crate::bucket::BucketState;
 use crate::bucket::error::{BucketError, ProduceResult};
 use crate::bucket::resolve::{self, Located, NewFor, Stat};
 use crate::bucket::selfchange::SelfChanges;
+use crate::bucket::temps::OriginTemp;
 use crate::config::model::WhenExist;
 use crate::error::{Errno, FsResult};
-use crate::origin::Backend;
+use crate::origin::{Backend, LocalOrigin};
 
 /// Prefix of the temporary files outputs are written to before the rename
 /// that publishes them; the watcher ignores these names.
 pub const TMP_PREFIX: &str = ".storgate.tmp.";
-
-/// Mode of an output produced in a local origin before its producer sets
-/// one (the daemon runs with umask 0: never world-writable).
-const OUTPUT_MODE: u32 = 0o644;
 
 /// A new, empty temporary file in `dir` named with [`TMP_PREFIX`] (so crash
 /// cleanup and the watcher know it), removed when the path is dropped.
@@ -64,22 +62,54 @@ impl WriteStatus {
 
 /// A source materialised as a local file for the tasks to read.
 pub struct LocalSource {
+    /// What tasks open: a downloaded temp file, a pre-put staging file, or
+    /// `/proc/self/fd/N` of the origin file opened below (re-opening that
+    /// reaches the same inode, whatever happens to its name meanwhile).
     pub path: PathBuf,
+    /// The stat of the file the tasks read, when it was opened in a local
+    /// origin (the identity the runner checks against the event's).
+    pub st: Option<libc::stat>,
+    /// Keeps the origin file open while tasks read it by `path`.
+    _file: Option<File>,
     /// Downloaded into the temporary directory: removed when dropped.
     _owned: Option<TempPath>,
 }
 
 impl LocalSource {
     pub fn borrowed(path: PathBuf) -> LocalSource {
-        LocalSource { path, _owned: None }
+        LocalSource {
+            path,
+            st: None,
+            _file: None,
+            _owned: None,
+        }
     }
 
     fn owned(temp: TempPath) -> LocalSource {
         LocalSource {
             path: temp.to_path_buf(),
+            st: None,
+            _file: None,
             _owned: Some(temp),
         }
     }
+
+    fn opened(file: File, st: libc::stat) -> LocalSource {
+        LocalSource {
+            path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            st: Some(st),
+            _file: Some(file),
+            _owned: None,
+        }
+    }
+}
+
+/// The mode of an output made from a source of mode `source`: its
+/// permission bits without write for group and others (umask 022) and
+/// without setuid/setgid/sticky — the output belongs to the daemon (root),
+/// and a client's setuid file must not become a root-owned one.
+pub fn output_mode(source: u32) -> u32 {
+    source & 0o777 & !0o022
 }
 
 /// The workflow view of one bucket.
@@ -95,6 +125,7 @@ impl Store<'_> {
         &self.bucket.origins[mount]
     }
 
+    /// The key of `rel` in the self-change registry (a name, never opened).
     fn abs(&self, mount: usize, rel: &[OsString]) -> Option<PathBuf> {
         self.origin(mount).as_local().map(|l| l.path_of(rel))
     }
@@ -118,8 +149,12 @@ impl Store<'_> {
     /// The entry at `mount`/`rel` as a local file: local origins directly,
     /// S3 objects downloaded into the temporary directory.
     pub fn materialize(&self, mount: usize, rel: &[OsString]) -> Result<LocalSource, BucketError> {
-        if let Some(abs) = self.abs(mount, rel) {
-            return Ok(LocalSource::borrowed(abs));
+        if let Some(l) = self.origin(mount).as_local() {
+            let (file, st) = l.open_regular(rel).map_err(|errno| BucketError::Origin {
+                errno,
+                message: format!("open source: {errno}"),
+            })?;
+            return Ok(LocalSource::opened(file, st));
         }
         let origin = self.origin(mount);
         let file = origin
@@ -196,11 +231,13 @@ impl Store<'_> {
     /// Writes the output at bucket path `comps` (text `shown` for messages):
     /// `produce` fills a temporary file, which then replaces the path in one
     /// step (rename on local origins, one upload on S3).
+    /// `mode` is the output's mode (see [`output_mode`]).
     pub fn write(
         &self,
         comps: &[OsString],
         shown: &str,
         when: WhenExist,
+        mode: u32,
         produce: &dyn Fn(&Path) -> ProduceResult,
     ) -> Result<WriteStatus, BucketError> {
         let (mount, rel, exists) = self
@@ -209,13 +246,13 @@ impl Store<'_> {
         if exists && when == WhenExist::Skip {
             return Ok(WriteStatus::Skipped);
         }
-        match self.abs(mount, &rel) {
-            Some(abs) => self.write_local(mount, &rel, &abs, exists, when, produce, shown),
+        match self.origin(mount).as_local() {
+            Some(l) => self.write_local(l, mount, &rel, exists, when, mode, produce, shown),
             None => {
                 let made = self.make_parents(mount, &rel).map_err(|e| {
                     BucketError::origin("cannot create the directories of", shown, e)
                 })?;
-                let result = self.write_remote(mount, &rel, exists, when, produce, shown);
+                let result = self.write_remote(mount, &rel, exists, when, mode, produce, shown);
                 if !matches!(result, Ok(WriteStatus::Written)) {
                     self.remove_made(mount, &made);
                 }
@@ -228,14 +265,17 @@ impl Store<'_> {
     /// (same file system, so the final rename is atomic), and its missing
     /// directories are only created once it exists: an output that fails
     /// leaves no directory behind, even while other items write beside it.
+    /// Every step is beneath the origin's root fd (SPEC §9.1): a directory
+    /// swapped for a symlink fails the write instead of redirecting it.
     #[allow(clippy::too_many_arguments)]
     fn write_local(
         &self,
+        local: &LocalOrigin,
         mount: usize,
         rel: &[OsString],
-        abs: &Path,
         exists: bool,
         when: WhenExist,
+        mode: u32,
         produce: &dyn Fn(&Path) -> ProduceResult,
         shown: &str,
     ) -> Result<WriteStatus, BucketError> {
@@ -248,31 +288,47 @@ impl Store<'_> {
                     .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
             })
             .unwrap_or(0);
-        let dir = self
-            .abs(mount, &rel[..existing])
-            .ok_or_else(|| BucketError::config(format!("{shown:?}: not a local path")))?;
-        // Dropped (removed) unless published.
-        let tmp = temp_in(&dir, OUTPUT_MODE)?;
-        produce(&tmp).map_err(BucketError::Produce)?;
-        if exists && when == WhenExist::Diff && same_content(&tmp, abs) {
+        let root = local
+            .at()
+            .map_err(|e| BucketError::origin("cannot open the origin of", shown, e))?;
+        // Removed when dropped unless published.
+        let tmp = OriginTemp::create(root, &rel[..existing], self.tmp_dir, mode)
+            .map_err(|e| BucketError::io(format!("temporary file for {shown:?}: {e}"), e))?;
+        produce(&tmp.path()).map_err(BucketError::Produce)?;
+        // A producer that copies permissions (std::fs::copy) must not widen them.
+        tmp.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| BucketError::io(format!("chmod output {shown:?}: {e}"), e))?;
+        if exists
+            && when == WhenExist::Diff
+            && let Ok(current) = local.open(rel, libc::O_RDONLY | libc::O_NONBLOCK)
+            && same_content(&tmp.file, &current)
+        {
             return Ok(WriteStatus::Unchanged);
         }
         self.make_parents(mount, rel)
             .map_err(|e| BucketError::origin("cannot create the directories of", shown, e))?;
-        let st = crate::origin::local::lstat_path(&tmp)
+        let st = crate::origin::local::fstat(&tmp.file)
             .map_err(|e| BucketError::origin("stat output", shown, e))?;
-        self.selfc.wrote(abs, &st);
-        tmp.persist(abs)
-            .map_err(|e| BucketError::io(format!("publish {shown:?}: {}", e.error), e.error))?;
+        if let Some(abs) = self.abs(mount, rel) {
+            self.selfc.wrote(&abs, &st);
+        }
+        let (dir, name) = root
+            .parent(rel)
+            .map_err(|e| BucketError::origin("cannot open the directory of", shown, e))?;
+        tmp.publish(&dir, &name)
+            .map_err(|e| BucketError::origin("publish", shown, e))?;
         Ok(WriteStatus::Written)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_remote(
         &self,
         mount: usize,
         rel: &[OsString],
         exists: bool,
         when: WhenExist,
+        mode: u32,
         produce: &dyn Fn(&Path) -> ProduceResult,
         shown: &str,
     ) -> Result<WriteStatus, BucketError> {
@@ -280,13 +336,15 @@ impl Store<'_> {
         produce(&tmp).map_err(BucketError::Produce)?;
         if exists && when == WhenExist::Diff {
             let current = self.materialize(mount, rel)?;
-            if same_content(&tmp, &current.path) {
+            if let (Ok(a), Ok(b)) = (File::open(&tmp), File::open(&current.path))
+                && same_content(&a, &b)
+            {
                 return Ok(WriteStatus::Unchanged);
             }
         }
         let origin = self.origin(mount);
         let out = origin
-            .create(rel, libc::O_WRONLY | libc::O_TRUNC, 0o644)
+            .create(rel, libc::O_WRONLY | libc::O_TRUNC, mode)
             .map_err(|e| BucketError::origin("create output", shown, e))?;
         let io = |e: std::io::Error| BucketError::io(format!("{shown:?}: {e}"), e);
         let result = (|| {
@@ -372,7 +430,8 @@ impl Store<'_> {
             });
         }
         let src = self.materialize(fm, &frel)?;
-        self.write(to, shown_to, WhenExist::Overwrite, &|tmp| {
+        let mode = output_mode(st.st_mode);
+        self.write(to, shown_to, WhenExist::Overwrite, mode, &|tmp| {
             std::fs::copy(&src.path, tmp)
                 .map(drop)
                 .map_err(|e| format!("copy {shown_from:?}: {e}").into())
@@ -382,22 +441,20 @@ impl Store<'_> {
     }
 }
 
-/// Whether two local files have the same bytes.
-pub fn same_content(a: &Path, b: &Path) -> bool {
-    let (Ok(mut fa), Ok(mut fb)) = (File::open(a), File::open(b)) else {
-        return false;
-    };
-    match (fa.metadata(), fb.metadata()) {
+/// Whether two open files have the same bytes.
+pub fn same_content(a: &File, b: &File) -> bool {
+    match (a.metadata(), b.metadata()) {
         (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
         _ => return false,
     }
     let mut ba = vec![0u8; 1 << 20];
     let mut bb = vec![0u8; 1 << 20];
+    let mut off = 0u64;
     loop {
-        let Ok(na) = read_full(&mut fa, &mut ba) else {
+        let Ok(na) = read_full_at(a, &mut ba, off) else {
             return false;
         };
-        let Ok(nb) = read_full(&mut fb, &mut bb) else {
+        let Ok(nb) = read_full_at(b, &mut bb, off) else {
             return false;
         };
         if na != nb || ba[..na] != bb[..nb] {
@@ -406,13 +463,14 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
         if na == 0 {
             return true;
         }
+        off += na as u64;
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..])? {
+        match f.read_at(&mut buf[n..], off + n as u64)? {
             0 => break,
             k => n += k,
         }

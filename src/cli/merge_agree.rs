@@ -141,7 +141,7 @@ fn batch_listing(l: &Layout, core_bucket: &crate::bucket::BucketState) -> HashMa
 fn output_lands(l: &Layout, store: &Store, path: &str) -> Option<usize> {
     let comps = split_path(path);
     store
-        .write(&comps, path, WhenExist::Overwrite, &|tmp: &Path| {
+        .write(&comps, path, WhenExist::Overwrite, 0o644, &|tmp: &Path| {
             std::fs::write(tmp, b"output").map_err(Into::into)
         })
         .ok()?;

@@ -57,6 +57,19 @@ impl Engine {
         out
     }
 
+    /// lstat of a path the watcher reported, resolved beneath the local
+    /// origin that holds it (never by the absolute path: a client may have
+    /// swapped a directory on the way for a symlink since).
+    fn lstat_watched(&self, abs: &Path) -> Option<libc::stat> {
+        self.buckets.iter().find_map(|br| {
+            br.state.origins.iter().find_map(|o| {
+                let l = o.as_local()?;
+                let rel = l.rel_of(abs)?;
+                l.lstat(&rel).ok()
+            })
+        })
+    }
+
     /// One change in a local origin seen by the watcher.
     pub fn origin_event(&self, event: &notify::Event) {
         enum Change {
@@ -71,8 +84,8 @@ impl Engine {
             // kinds (symlinks, nodes) are complete at creation.
             EventKind::Create(_) => {
                 let Some(p) = event.paths.first() else { return };
-                match crate::origin::local::lstat_path(p) {
-                    Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => Change::Put,
+                match self.lstat_watched(p) {
+                    Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => Change::Put,
                     _ => return,
                 }
             }
@@ -93,7 +106,7 @@ impl Engine {
         let selfc = self.self_changes();
         match change {
             Change::Put => {
-                let st = crate::origin::local::lstat_path(abs).ok();
+                let st = self.lstat_watched(abs);
                 if selfc.is_own_put(abs, st.as_ref()) {
                     return;
                 }

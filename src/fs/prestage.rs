@@ -234,7 +234,9 @@ impl Core {
         };
         let shown = path_text(&path);
         let staging = &s.staging;
-        let published = store.write(&path, &shown, WhenExist::Overwrite, &|tmp| {
+        // The client's file keeps the client's mode (the output-mode rule is
+        // for files the daemon makes from an item).
+        let published = store.write(&path, &shown, WhenExist::Overwrite, s.mode, &|tmp| {
             std::fs::copy(staging, tmp).map_err(|e| format!("copy staged data: {e}"))?;
             std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(s.mode))
                 .map_err(|e| format!("set mode: {e}"))?;

@@ -1,15 +1,22 @@
 //! A local directory (often an NFS share) as an origin: every operation is the
-//! matching syscall on `root/rel`, and its errno comes back unchanged
-//! (SPEC §3.2). Symlinks are never followed except where POSIX says so.
+//! matching `*at()` syscall on `rel` resolved beneath the origin's open root
+//! (SPEC §9.1, see [`super::beneath`]), and its errno comes back unchanged
+//! (SPEC §3.2). Symlinks inside the origin are never followed.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, fstatat, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
+
+use super::beneath::{Dir, Root};
 use crate::error::{Errno, FsResult, check};
 
 /// One entry of a directory listing, as the origin reports it.
@@ -47,41 +54,71 @@ impl SetTime {
     }
 }
 
+/// A local directory origin. Every call resolves its path beneath the
+/// origin's open root directory (see [`super::beneath`]); the root is opened
+/// at first use, so an origin whose directory appears after start-up (a
+/// share mounted late) starts working once it is there.
 #[derive(Debug, Clone)]
 pub struct LocalOrigin {
-    root: PathBuf,
+    path: PathBuf,
+    root: Arc<OnceLock<Root>>,
 }
+
+/// Flags every open of an origin entry carries: the final component is never
+/// followed (the kernel resolves symlinks of the mount itself, so a symlink
+/// here is one swapped in behind its back) and no fd leaks into children.
+const OPEN_ALWAYS: i32 = libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 impl LocalOrigin {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalOrigin { root: root.into() }
+        LocalOrigin {
+            path: root.into(),
+            root: Arc::new(OnceLock::new()),
+        }
     }
 
+    /// The configured directory: for messages, registry keys and inotify
+    /// watches — nothing is opened by a path joined to it.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.path
     }
 
-    /// The absolute path of `rel` in this origin.
+    /// The open root (opened now if this is the first call to succeed).
+    pub fn at(&self) -> FsResult<&Root> {
+        if let Some(r) = self.root.get() {
+            return Ok(r);
+        }
+        let opened = Root::open(&self.path)?;
+        Ok(self.root.get_or_init(|| opened))
+    }
+
+    /// The name `rel` would have below the configured directory, for keys and
+    /// messages only (see [`LocalOrigin::root`]).
     pub fn path_of(&self, rel: &[OsString]) -> PathBuf {
-        let mut p = self.root.clone();
+        let mut p = self.path.clone();
         for c in rel {
             p.push(c);
         }
         p
     }
 
-    fn c_path(&self, rel: &[OsString]) -> FsResult<CString> {
-        to_cstring(&self.path_of(rel))
-    }
-
     /// Inverse of `path_of`: the components of `abs` below the root, if any.
     pub fn rel_of(&self, abs: &Path) -> Option<Vec<OsString>> {
-        let rest = abs.strip_prefix(&self.root).ok()?;
+        let rest = abs.strip_prefix(&self.path).ok()?;
         Some(rest.iter().map(OsStr::to_os_string).collect())
     }
 
+    fn parent(&self, rel: &[OsString]) -> FsResult<(Dir<'_>, CString)> {
+        self.at()?.parent(rel)
+    }
+
     pub fn lstat(&self, rel: &[OsString]) -> FsResult<libc::stat> {
-        lstat_path(&self.path_of(rel))
+        let (dir, name) = self.parent(rel)?;
+        Ok(fstatat(
+            &dir,
+            name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?)
     }
 
     /// Opens an existing entry. `flags` are the client's open flags minus
@@ -96,107 +133,172 @@ impl LocalOrigin {
     }
 
     fn open_raw(&self, rel: &[OsString], flags: i32, mode: u32) -> FsResult<File> {
-        let p = self.c_path(rel)?;
-        let flags = (flags & !(libc::O_NOCTTY | libc::O_DIRECT)) | libc::O_CLOEXEC;
-        // SAFETY: valid C string; the returned fd is owned by the File below.
-        let fd = check(unsafe { libc::open(p.as_ptr(), flags, mode as libc::c_uint) })?;
+        let (dir, name) = self.parent(rel)?;
+        let flags = (flags & !(libc::O_NOCTTY | libc::O_DIRECT)) | OPEN_ALWAYS;
+        // SAFETY: a directory fd and a valid C string; the returned fd is
+        // owned by the File below.
+        let fd = check(unsafe {
+            libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode as libc::c_uint)
+        })?;
         // SAFETY: fd was just opened and is owned by nobody else.
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
+    /// Opens the regular file `rel` for reading, and its stat — for a
+    /// workflow reading its item. The entry is looked at first through an
+    /// `O_PATH | O_NOFOLLOW` fd and only a regular file is then opened (a
+    /// FIFO or device swapped in is never opened, a symlink never followed);
+    /// the re-open through `/proc/self/fd` reaches exactly that inode.
+    pub fn open_regular(&self, rel: &[OsString]) -> FsResult<(File, libc::stat)> {
+        let fd = self.handle(rel)?;
+        let st = fstat(&fd)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => {}
+            libc::S_IFLNK => return Err(Errno(libc::ELOOP)),
+            libc::S_IFDIR => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+        let p = proc_fd_path(&fd);
+        // SAFETY: valid C string; the returned fd is owned by the File below.
+        let f = check(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+        // SAFETY: just opened, owned by nobody else.
+        Ok((unsafe { File::from_raw_fd(f) }, st))
+    }
+
+    /// An `O_PATH` fd of the entry itself (a symlink stays a symlink): for
+    /// the calls that have no `*at()` form.
+    fn handle(&self, rel: &[OsString]) -> FsResult<OwnedFd> {
+        let (dir, name) = self.parent(rel)?;
+        Ok(openat(
+            &dir,
+            name.as_c_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
     pub fn mkdir(&self, rel: &[OsString], mode: u32) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C string.
-        check(unsafe { libc::mkdir(p.as_ptr(), mode as libc::mode_t) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(mkdirat(&dir, name.as_c_str(), mode_of(mode))?)
     }
 
     pub fn mknod(&self, rel: &[OsString], mode: u32, rdev: u32) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C string.
-        check(unsafe { libc::mknod(p.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
-            .map(drop)
+        let (dir, name) = self.parent(rel)?;
+        // SAFETY: a directory fd and a valid C string.
+        check(unsafe {
+            libc::mknodat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                mode as libc::mode_t,
+                rdev as libc::dev_t,
+            )
+        })
+        .map(drop)
     }
 
     pub fn rmdir(&self, rel: &[OsString]) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C string.
-        check(unsafe { libc::rmdir(p.as_ptr()) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(unlinkat(&dir, name.as_c_str(), UnlinkatFlags::RemoveDir)?)
     }
 
     pub fn unlink(&self, rel: &[OsString]) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C string.
-        check(unsafe { libc::unlink(p.as_ptr()) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir)?)
     }
 
     pub fn symlink(&self, target: &OsStr, rel: &[OsString]) -> FsResult<()> {
-        let t = to_cstring(Path::new(target))?;
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C strings.
-        check(unsafe { libc::symlink(t.as_ptr(), p.as_ptr()) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(symlinkat(target, &dir, name.as_c_str())?)
     }
 
     pub fn readlink(&self, rel: &[OsString]) -> FsResult<Vec<u8>> {
-        let target = std::fs::read_link(self.path_of(rel)).map_err(Errno::from)?;
-        Ok(target.into_os_string().into_vec())
+        let (dir, name) = self.parent(rel)?;
+        Ok(readlinkat(&dir, name.as_c_str())?.into_vec())
     }
 
     pub fn link(&self, from: &[OsString], to: &[OsString]) -> FsResult<()> {
-        let f = self.c_path(from)?;
-        let t = self.c_path(to)?;
-        // SAFETY: valid C strings; flags 0 = don't follow a symlink source.
-        check(unsafe { libc::linkat(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), 0) })
-            .map(drop)
+        let (fdir, fname) = self.parent(from)?;
+        let (tdir, tname) = self.parent(to)?;
+        // No AT_SYMLINK_FOLLOW: a symlink source is linked as itself.
+        Ok(linkat(
+            &fdir,
+            fname.as_c_str(),
+            &tdir,
+            tname.as_c_str(),
+            AtFlags::empty(),
+        )?)
     }
 
     /// `renameat2` with the client's flags (RENAME_NOREPLACE, RENAME_EXCHANGE).
     pub fn rename(&self, from: &[OsString], to: &[OsString], flags: u32) -> FsResult<()> {
-        let f = self.c_path(from)?;
-        let t = self.c_path(to)?;
-        // SAFETY: valid C strings.
+        let (fdir, fname) = self.parent(from)?;
+        let (tdir, tname) = self.parent(to)?;
+        // SAFETY: directory fds and valid C strings.
         check(unsafe {
             libc::renameat2(
-                libc::AT_FDCWD,
-                f.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
+                fdir.as_raw_fd(),
+                fname.as_ptr(),
+                tdir.as_raw_fd(),
+                tname.as_ptr(),
                 flags as libc::c_uint,
             )
         })
         .map(drop)
     }
 
+    /// chmod of the entry itself. The kernel resolves a client's chmod of a
+    /// symlink to its target before asking us, so a symlink here was swapped
+    /// in: it is refused (EOPNOTSUPP, as `fchmodat(AT_SYMLINK_NOFOLLOW)`
+    /// answers for symlinks), never followed.
     pub fn chmod(&self, rel: &[OsString], mode: u32) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        // SAFETY: valid C string. Linux has no lchmod: chmod of a symlink path
-        // reaches its target, as the kernel itself would do.
-        check(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(fchmodat(
+            &dir,
+            name.as_c_str(),
+            mode_of(mode),
+            FchmodatFlags::NoFollowSymlink,
+        )?)
     }
 
-    /// `lchown`; `None` leaves that id unchanged.
+    /// `lchown`; `None` leaves that id unchanged (both `None` still updates
+    /// ctime, as the kernel's file systems do for `chown(-1, -1)`).
     pub fn chown(&self, rel: &[OsString], uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        let uid = uid.unwrap_or(u32::MAX);
-        let gid = gid.unwrap_or(u32::MAX);
-        // SAFETY: valid C string; u32::MAX is (uid_t)-1 = unchanged.
-        check(unsafe { libc::lchown(p.as_ptr(), uid, gid) }).map(drop)
+        let (dir, name) = self.parent(rel)?;
+        Ok(fchownat(
+            &dir,
+            name.as_c_str(),
+            uid.map(Uid::from_raw),
+            gid.map(Gid::from_raw),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?)
     }
 
+    /// truncate by path, on the entry itself: `truncate(2)` of its
+    /// `/proc/self/fd` link reaches exactly the inode the `O_PATH` fd holds
+    /// (opening it for writing instead would look like a client's write to
+    /// an inotify watcher, and could block on a FIFO).
     pub fn truncate(&self, rel: &[OsString], size: u64) -> FsResult<()> {
-        let p = self.c_path(rel)?;
         let size = i64::try_from(size).map_err(|_| Errno(libc::EFBIG))?;
+        let fd = self.handle(rel)?;
+        let st = fstat(&fd)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => {}
+            libc::S_IFDIR => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+        let p = proc_fd_path(&fd);
         // SAFETY: valid C string.
         check(unsafe { libc::truncate(p.as_ptr(), size) }).map(drop)
     }
 
     pub fn utimens(&self, rel: &[OsString], atime: SetTime, mtime: SetTime) -> FsResult<()> {
-        let p = self.c_path(rel)?;
+        let (dir, name) = self.parent(rel)?;
         let times = [atime.timespec(), mtime.timespec()];
-        // SAFETY: valid C string and a two-element timespec array.
+        // SAFETY: a directory fd, a valid C string and a two-element array.
         check(unsafe {
             libc::utimensat(
-                libc::AT_FDCWD,
-                p.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
                 times.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
@@ -205,35 +307,53 @@ impl LocalOrigin {
     }
 
     pub fn statvfs(&self, rel: &[OsString]) -> FsResult<libc::statvfs> {
-        let p = self.c_path(rel)?;
+        let fd = self.handle(rel)?;
         let mut st = MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: valid C string and an output buffer.
-        check(unsafe { libc::statvfs(p.as_ptr(), st.as_mut_ptr()) })?;
-        // SAFETY: statvfs returned 0.
+        // SAFETY: an open fd (O_PATH fds allow fstatfs) and an output buffer.
+        check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+        // SAFETY: fstatvfs returned 0.
         Ok(unsafe { st.assume_init() })
     }
 
     /// The names in directory `rel`, without `.` and `..`.
     pub fn read_dir(&self, rel: &[OsString]) -> FsResult<Vec<OriginDirEntry>> {
-        let rd = std::fs::read_dir(self.path_of(rel)).map_err(Errno::from)?;
+        let (dir, name) = self.parent(rel)?;
+        let mut d = nix::dir::Dir::openat(
+            &dir,
+            name.as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(Errno::from)?;
-            let d_type = match entry.file_type() {
-                Ok(t) => d_type_of(t),
-                Err(_) => libc::DT_UNKNOWN,
-            };
+        for entry in d.iter() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
             out.push(OriginDirEntry {
-                name: entry.file_name(),
-                d_type,
+                name: OsStr::from_bytes(name).to_os_string(),
+                d_type: d_type_of(entry.file_type()),
             });
         }
         Ok(out)
     }
 
+    /// The path the xattr calls take: `/proc/self/fd/PARENT/NAME` walks from
+    /// exactly the parent directory resolved beneath the root to one final
+    /// name, which the `l*xattr` calls do not follow (Linux before 6.13 has no
+    /// `*xattrat()` calls).
+    fn xattr_path(&self, rel: &[OsString]) -> FsResult<(Dir<'_>, CString)> {
+        let (dir, name) = self.parent(rel)?;
+        let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name.as_bytes());
+        let p = CString::new(p).map_err(|_| Errno::EINVAL)?;
+        Ok((dir, p))
+    }
+
     pub fn getxattr(&self, rel: &[OsString], name: &OsStr, size: usize) -> FsResult<Vec<u8>> {
-        let p = self.c_path(rel)?;
-        let n = to_cstring(Path::new(name))?;
+        let (_dir, p) = self.xattr_path(rel)?;
+        let n = to_cstring(name)?;
         let mut buf = vec![0u8; size];
         // SAFETY: valid C strings and a buffer of `size` bytes (NULL-safe when 0).
         let len =
@@ -247,8 +367,8 @@ impl LocalOrigin {
 
     /// The size an xattr value needs, for the kernel's size probe.
     pub fn getxattr_size(&self, rel: &[OsString], name: &OsStr) -> FsResult<usize> {
-        let p = self.c_path(rel)?;
-        let n = to_cstring(Path::new(name))?;
+        let (_dir, p) = self.xattr_path(rel)?;
+        let n = to_cstring(name)?;
         // SAFETY: a NULL buffer of size 0 asks for the size only.
         let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
         if len < 0 {
@@ -258,7 +378,7 @@ impl LocalOrigin {
     }
 
     pub fn listxattr(&self, rel: &[OsString], size: usize) -> FsResult<Vec<u8>> {
-        let p = self.c_path(rel)?;
+        let (_dir, p) = self.xattr_path(rel)?;
         let mut buf = vec![0u8; size];
         let ptr = if size == 0 {
             std::ptr::null_mut()
@@ -284,8 +404,8 @@ impl LocalOrigin {
         value: &[u8],
         flags: i32,
     ) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        let n = to_cstring(Path::new(name))?;
+        let (_dir, p) = self.xattr_path(rel)?;
+        let n = to_cstring(name)?;
         // SAFETY: valid C strings and a value buffer.
         check(unsafe {
             libc::lsetxattr(
@@ -300,26 +420,31 @@ impl LocalOrigin {
     }
 
     pub fn removexattr(&self, rel: &[OsString], name: &OsStr) -> FsResult<()> {
-        let p = self.c_path(rel)?;
-        let n = to_cstring(Path::new(name))?;
+        let (_dir, p) = self.xattr_path(rel)?;
+        let n = to_cstring(name)?;
         // SAFETY: valid C strings.
         check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
     }
 }
 
-/// fstat of an open file.
-pub fn fstat(file: &File) -> FsResult<libc::stat> {
-    use std::os::fd::AsRawFd;
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: an open fd and an output buffer.
-    check(unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat returned 0.
-    Ok(unsafe { st.assume_init() })
+/// `/proc/self/fd/N` of an open fd.
+fn proc_fd_path(fd: &impl AsRawFd) -> CString {
+    // Digits only: never contains a NUL.
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+}
+
+fn mode_of(mode: u32) -> Mode {
+    Mode::from_bits_truncate(mode as libc::mode_t)
+}
+
+/// fstat of an open file (or `O_PATH` fd).
+pub fn fstat(file: &impl AsFd) -> FsResult<libc::stat> {
+    Ok(nix::sys::stat::fstat(file.as_fd())?)
 }
 
 /// lstat of an absolute path.
 pub fn lstat_path(path: &Path) -> FsResult<libc::stat> {
-    let p = to_cstring(path)?;
+    let p = to_cstring(path.as_os_str())?;
     let mut st = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: valid C string and a stat buffer the call fills on success.
     check(unsafe { libc::lstat(p.as_ptr(), st.as_mut_ptr()) })?;
@@ -327,28 +452,21 @@ pub fn lstat_path(path: &Path) -> FsResult<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
-fn to_cstring(p: &Path) -> FsResult<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+fn to_cstring(p: &OsStr) -> FsResult<CString> {
+    CString::new(p.as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-fn d_type_of(t: std::fs::FileType) -> u8 {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        libc::DT_DIR
-    } else if t.is_file() {
-        libc::DT_REG
-    } else if t.is_symlink() {
-        libc::DT_LNK
-    } else if t.is_fifo() {
-        libc::DT_FIFO
-    } else if t.is_socket() {
-        libc::DT_SOCK
-    } else if t.is_char_device() {
-        libc::DT_CHR
-    } else if t.is_block_device() {
-        libc::DT_BLK
-    } else {
-        libc::DT_UNKNOWN
+fn d_type_of(t: Option<nix::dir::Type>) -> u8 {
+    use nix::dir::Type;
+    match t {
+        Some(Type::Directory) => libc::DT_DIR,
+        Some(Type::File) => libc::DT_REG,
+        Some(Type::Symlink) => libc::DT_LNK,
+        Some(Type::Fifo) => libc::DT_FIFO,
+        Some(Type::Socket) => libc::DT_SOCK,
+        Some(Type::CharacterDevice) => libc::DT_CHR,
+        Some(Type::BlockDevice) => libc::DT_BLK,
+        None => libc::DT_UNKNOWN,
     }
 }
 

@@ -3,6 +3,7 @@
 //! directories (`local`) are plain syscalls; everything S3-specific lives
 //! in `s3`. The file-system core only ever talks to these two types.
 
+pub mod beneath;
 mod error;
 pub mod local;
 pub mod s3;

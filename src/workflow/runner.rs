@@ -13,7 +13,7 @@ use super::functions;
 use super::template::{Templates, check_bucket_path};
 use crate::bucket::BucketState;
 use crate::bucket::selfchange::SelfChanges;
-use crate::bucket::store::{LocalSource, Store, WriteStatus};
+use crate::bucket::store::{LocalSource, Store, WriteStatus, output_mode};
 use crate::config::model::{Function, SrcOp, Task, Workflow};
 use crate::error::Errno;
 use crate::item::{Item, Source};
@@ -147,6 +147,10 @@ impl Runner {
             }
             Source::File(_) | Source::Empty => None,
         };
+        let was = match &found {
+            Some(Ok((_, _, st))) => Some(*st),
+            _ => None,
+        };
         let local = match (source, found) {
             (Source::File(p), _) => Ok(LocalSource::borrowed(p.clone())),
             (_, Some(Err(e))) if e == Errno::ENOENT => {
@@ -185,6 +189,26 @@ impl Runner {
                 };
             }
         };
+        // The file opened is the one the tasks read. When it is not the one
+        // found for the event (replaced in between — perhaps by a client
+        // racing the worker), the item is what it is now, not what it was.
+        let current;
+        let item = match (was, local.st) {
+            (Some(was), Some(now)) if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) => {
+                tracing::info!("replaced since the event: processed as it is now");
+                let comps = match source {
+                    Source::Bucket(c) | Source::Listed(c, _) => c.as_slice(),
+                    _ => &[],
+                };
+                current = crate::item::item_of(comps, &now, item.hits);
+                &current
+            }
+            _ => item,
+        };
+        let mode = output_mode(match local.st {
+            Some(st) => st.st_mode,
+            None => u32::from_str_radix(&item.mode, 8).unwrap_or(0o644),
+        });
         let results: Vec<(String, WorkflowResult<WriteStatus>)> = std::thread::scope(|s| {
             let handles: Vec<_> = workflow
                 .tasks
@@ -196,7 +220,7 @@ impl Runner {
                     let span = &span;
                     s.spawn(move || {
                         let _entered = span.enter();
-                        self.run_task(store, i, task, item, local, source_dir)
+                        self.run_task(store, i, task, item, local, mode, source_dir)
                     })
                 })
                 .collect();
@@ -247,6 +271,7 @@ impl Runner {
         task: &Task,
         item: &Item,
         source: &Path,
+        mode: u32,
         source_dir: &str,
     ) -> (String, WorkflowResult<WriteStatus>) {
         let path = match self.save_path(store.bucket, task, item, source_dir) {
@@ -256,7 +281,7 @@ impl Runner {
         let comps = split_path(&path);
         let result = match &task.function {
             Function::Copy => store
-                .write(&comps, &path, task.when_exist, &|tmp| {
+                .write(&comps, &path, task.when_exist, mode, &|tmp| {
                     std::fs::copy(source, tmp)
                         .map(drop)
                         .map_err(|e| format!("copy {:?}: {e}", item.path).into())
@@ -269,7 +294,7 @@ impl Runner {
                     .collect();
                 argv.and_then(|argv| {
                     store
-                        .write(&comps, &path, task.when_exist, &|tmp| {
+                        .write(&comps, &path, task.when_exist, mode, &|tmp| {
                             Ok(functions::run_exec(&argv, source, tmp, task.timeout)?)
                         })
                         .map_err(store_error)
@@ -279,7 +304,7 @@ impl Runner {
                 Some(base) => {
                     let url = format!("{}{function}", base.trim_end_matches('/'));
                     store
-                        .write(&comps, &path, task.when_exist, &|tmp| {
+                        .write(&comps, &path, task.when_exist, mode, &|tmp| {
                             Ok(functions::run_http(&url, source, tmp, task.timeout)?)
                         })
                         .map_err(store_error)
