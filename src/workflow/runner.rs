@@ -42,6 +42,13 @@ impl Outcome {
     }
 }
 
+/// What every task of an item reads, and the mode its outputs get.
+#[derive(Clone, Copy)]
+struct TaskInput<'a> {
+    source: &'a Path,
+    mode: u32,
+}
+
 /// Shared by every item run of a daemon or command.
 pub struct Runner {
     templates: Templates,
@@ -220,7 +227,11 @@ impl Runner {
                     let span = &span;
                     s.spawn(move || {
                         let _entered = span.enter();
-                        self.run_task(store, i, task, item, local, mode, source_dir)
+                        let input = TaskInput {
+                            source: local,
+                            mode,
+                        };
+                        self.run_task(store, i, task, item, input, source_dir)
                     })
                 })
                 .collect();
@@ -270,10 +281,10 @@ impl Runner {
         index: usize,
         task: &Task,
         item: &Item,
-        source: &Path,
-        mode: u32,
+        input: TaskInput<'_>,
         source_dir: &str,
     ) -> (String, WorkflowResult<WriteStatus>) {
+        let TaskInput { source, mode } = input;
         let path = match self.save_path(store.bucket, task, item, source_dir) {
             Ok(p) => p,
             Err(e) => return (String::new(), Err(e.context(format!("task {index}")))),
