@@ -28,7 +28,7 @@ impl OriginWatcher {
     pub fn new() -> notify::Result<OriginWatcher> {
         let subscribers: Arc<RwLock<Vec<Subscriber>>> = Arc::default();
         let subs = subscribers.clone();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+        let handler = move |res: notify::Result<Event>| match res {
             Ok(event) => {
                 // Called without the lock: a subscriber may journal (fsync).
                 let list = subs.read().map(|l| l.clone()).unwrap_or_default();
@@ -37,7 +37,13 @@ impl OriginWatcher {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "origin watcher error"),
-        })?;
+        };
+        // Never follow a symlink inside an origin: a client's link to /etc
+        // would otherwise put a directory outside the origin under watch.
+        let watcher = RecommendedWatcher::new(
+            handler,
+            notify::Config::default().with_follow_symlinks(false),
+        )?;
         Ok(OriginWatcher {
             watcher: Mutex::new(watcher),
             subscribers,
