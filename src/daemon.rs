@@ -331,8 +331,8 @@ fn daemonize_and_serve(
 
 /// The daemon's stdin is /dev/null and its log goes to `stateDir/storgate.log`.
 fn redirect_stdio(state_dir: &Path) {
-    let _ = std::fs::create_dir_all(state_dir);
-    let log = std::fs::OpenOptions::new()
+    let _ = crate::state::private::create_dir(state_dir);
+    let log = crate::state::private::file_options()
         .create(true)
         .append(true)
         .open(state_dir.join("storgate.log"))

@@ -137,7 +137,8 @@ impl Job<'_> {
     /// it), and removes the temp files of an interrupted cursor write.
     fn lock(&self) -> Result<LockFile, StateError> {
         let dir = self.state_dir.join("cursors");
-        std::fs::create_dir_all(&dir).map_err(|e| StateError::io("cannot create", &dir, e))?;
+        crate::state::private::own_dir(&dir)
+            .map_err(|e| StateError::io("cannot create", &dir, e))?;
         let lock =
             LockFile::try_acquire(&dir.join(format!("{}.{}.lock", self.bucket_name, self.index)))?;
         let cursor = format!("{}.{}.json", self.bucket_name, self.index);

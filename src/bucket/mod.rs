@@ -133,7 +133,7 @@ pub fn clean_tmp(tmp: &Path) {
 /// run never cleans `stateDir/tmp` itself: a daemon on the same config may
 /// have downloads and outputs in flight there.
 pub fn run_tmp_dir(state_tmp: &Path) -> std::io::Result<tempfile::TempDir> {
-    std::fs::create_dir_all(state_tmp)?;
+    crate::state::private::own_dir(state_tmp)?;
     use std::os::unix::fs::PermissionsExt;
     // Explicit: tempfile leaves a directory's mode to the umask, and the
     // daemon's is 0.

@@ -130,7 +130,7 @@ impl Writer {
             None => true,
         };
         if fresh {
-            std::fs::create_dir_all(&self.dir)?;
+            crate::state::private::own_dir(&self.dir)?;
             self.seq += 1;
             let path = self.dir.join(format!(
                 "{}-{}-{}.log",

@@ -13,11 +13,10 @@
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsString};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -46,11 +45,10 @@ fn log_for(tmp_dir: &Path) -> std::io::Result<Arc<Mutex<File>>> {
     if let Some(f) = map.get(tmp_dir) {
         return Ok(f.clone());
     }
-    std::fs::create_dir_all(tmp_dir)?;
-    let file = OpenOptions::new()
+    crate::state::private::own_dir(tmp_dir)?;
+    let file = crate::state::private::file_options()
         .create(true)
         .append(true)
-        .mode(0o600)
         .open(tmp_dir.join(INTENT_LOG))?;
     // Held while the process lives: a start-up cleaning elsewhere leaves the
     // log (and the temps it lists) of a live writer alone.
@@ -253,6 +251,7 @@ pub fn replay_log(log: &Path) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     #[test]
     fn a_dropped_temp_is_removed_and_a_published_one_stays() {

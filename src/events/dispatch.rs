@@ -104,7 +104,13 @@ impl Engine {
             state.join("journal"),
             state.join(PRESTAGE_DIR),
         ] {
-            std::fs::create_dir_all(&dir).map_err(|source| EventError::CreateDir {
+            // The top directory may be the operator's; what is below is ours.
+            let made = if dir == *state {
+                crate::state::private::create_dir(&dir)
+            } else {
+                crate::state::private::own_dir(&dir)
+            };
+            made.map_err(|source| EventError::CreateDir {
                 path: dir.clone(),
                 source,
             })?;

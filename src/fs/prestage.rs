@@ -134,7 +134,7 @@ impl Core {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let file = std::fs::OpenOptions::new()
+        let file = crate::state::private::file_options()
             .read(true)
             .write(true)
             .create_new(true)
@@ -272,9 +272,11 @@ impl Core {
         let mut name = path.last().cloned().unwrap_or_default();
         name.push(format!(".{}", crate::state::now_ms()));
         dest.push(name);
+        // 0700 directories, and the copy keeps the staging file's 0600: a
+        // refused upload is for root to look at, not for other clients.
         let copied = dest
             .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_or(Ok(()), crate::state::private::create_dir)
             .and_then(|()| std::fs::copy(&s.staging, &dest).map(drop));
         match copied {
             Ok(()) => tracing::warn!(file = %dest.display(), "refused write kept in quarantine"),

@@ -2,7 +2,7 @@
 //! hit counts): one record per line, appended; read back in order, where a
 //! last line without its `\n` (a write cut off by a crash) is not a record.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -60,7 +60,7 @@ impl JsonlFile {
     pub fn append(&mut self, lines: &[u8], sync: bool) -> Result<(), StateError> {
         if self.file.is_none() {
             let existed = self.path.exists();
-            let f = OpenOptions::new()
+            let f = super::private::file_options()
                 .append(true)
                 .create(true)
                 .open(&self.path)

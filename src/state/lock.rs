@@ -2,7 +2,7 @@
 //! Linux): held while the handle lives, released by the kernel when the
 //! process dies, so a crash never leaves a stale lock.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use super::error::StateError;
@@ -18,7 +18,7 @@ impl LockFile {
     /// Takes the lock on `path` (creating the file), or
     /// [`StateError::Busy`] when someone else holds it.
     pub fn try_acquire(path: &Path) -> Result<LockFile, StateError> {
-        let file = OpenOptions::new()
+        let file = super::private::file_options()
             .read(true)
             .write(true)
             .create(true)

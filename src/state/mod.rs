@@ -9,6 +9,7 @@ pub mod error;
 pub mod hits;
 pub mod jsonl;
 pub mod lock;
+pub mod private;
 
 pub use error::StateError;
 

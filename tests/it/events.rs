@@ -66,6 +66,30 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Every directory and file below `dir` (not `dir` itself: the operator's)
+/// has no permission bit for group or others.
+fn assert_private_below(dir: &Path) {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut seen = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).expect("read state dir").flatten() {
+            let p = e.path();
+            let meta = fs::symlink_metadata(&p).expect("stat");
+            if meta.file_type().is_symlink() || meta.file_type().is_socket() {
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is mode {:o}", p.display(), mode & 0o7777);
+            seen += 1;
+            if meta.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    assert!(seen > 3, "state dir {} has almost nothing in it", dir.display());
+}
+
 /// Names in `dir` (not recursive; missing dir = empty).
 fn entries(dir: &Path) -> BTreeSet<OsString> {
     fs::read_dir(dir)
@@ -698,6 +722,10 @@ fn pre_put_failure_is_eio_on_close_and_quarantined() {
         "quarantine/bad/a.txt.<unix-ms> holds the data; quarantine: {:?}",
         files_under(&m.scratch_path("state/quarantine"))
     );
+
+    // SPEC §9.1: everything the daemon keeps under stateDir — the staged and
+    // quarantined client data above included — is root's alone.
+    assert_private_below(&m.scratch_path("state"));
 
     // Overwriting an existing file: it keeps its old content.
     let mut f = expect_ok(

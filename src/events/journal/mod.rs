@@ -85,7 +85,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -278,7 +278,7 @@ impl Journal {
     }
 
     pub fn open_with(dir: &Path, opts: JournalOptions) -> io::Result<(Journal, Vec<PostEvent>)> {
-        fs::create_dir_all(dir)?;
+        crate::state::private::own_dir(dir)?;
         let lock = match LockFile::try_acquire(&dir.join(LOCK_FILE)) {
             Ok(l) => l,
             Err(StateError::Busy { .. }) => {
@@ -310,7 +310,7 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let parsed = parse_log(&data, &log_path)?;
-        let file = OpenOptions::new()
+        let file = crate::state::private::file_options()
             .append(true)
             .create(true)
             .open(&log_path)?;
