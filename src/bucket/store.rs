@@ -296,19 +296,19 @@ impl Store<'_> {
             .map_err(|e| BucketError::io(format!("temporary file for {shown:?}: {e}"), e))?;
         produce(&tmp.path()).map_err(BucketError::Produce)?;
         // A producer that copies permissions (std::fs::copy) must not widen them.
-        tmp.file
+        tmp.file()
             .set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| BucketError::io(format!("chmod output {shown:?}: {e}"), e))?;
         if exists
             && when == WhenExist::Diff
             && let Ok(current) = local.open(rel, libc::O_RDONLY | libc::O_NONBLOCK)
-            && same_content(&tmp.file, &current)
+            && same_content(tmp.file(), &current)
         {
             return Ok(WriteStatus::Unchanged);
         }
         self.make_parents(mount, rel)
             .map_err(|e| BucketError::origin("cannot create the directories of", shown, e))?;
-        let st = crate::origin::local::fstat(&tmp.file)
+        let st = crate::origin::local::fstat(tmp.file())
             .map_err(|e| BucketError::origin("stat output", shown, e))?;
         if let Some(abs) = self.abs(mount, rel) {
             self.selfc.wrote(&abs, &st);

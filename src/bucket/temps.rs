@@ -101,7 +101,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub struct OriginTemp {
     dir: OwnedFd,
     name: CString,
-    pub file: File,
+    /// Open until published: closed before the rename, because the close of
+    /// a written fd after it would reach an inotify watcher as a new
+    /// close-after-write of the published name.
+    file: Option<File>,
     published: bool,
 }
 
@@ -144,7 +147,7 @@ impl OriginTemp {
                     return Ok(OriginTemp {
                         dir: fd,
                         name: c,
-                        file: unsafe { File::from_raw_fd(f) },
+                        file: Some(unsafe { File::from_raw_fd(f) }),
                         published: false,
                     });
                 }
@@ -155,14 +158,21 @@ impl OriginTemp {
         Err(io(Errno::EEXIST))
     }
 
+    /// The open temp file.
+    pub fn file(&self) -> &File {
+        // Only `publish` takes it, and it consumes the temp.
+        self.file.as_ref().expect("temp file open until published")
+    }
+
     /// A path that opens exactly this file, for producers that take a path
     /// (`/proc/self/fd/N` re-opens the inode the fd holds, not a name).
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        PathBuf::from(format!("/proc/self/fd/{}", self.file().as_raw_fd()))
     }
 
     /// Renames the temp onto `name` in directory `to` (same file system).
     pub fn publish(mut self, to: &impl AsRawFd, name: &CString) -> FsResult<()> {
+        drop(self.file.take());
         // SAFETY: directory fds and valid C strings.
         check(unsafe {
             libc::renameat(

@@ -80,14 +80,24 @@ fn assert_private_below(dir: &Path) {
                 continue;
             }
             let mode = meta.permissions().mode();
-            assert_eq!(mode & 0o077, 0, "{} is mode {:o}", p.display(), mode & 0o7777);
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is mode {:o}",
+                p.display(),
+                mode & 0o7777
+            );
             seen += 1;
             if meta.is_dir() {
                 todo.push(p);
             }
         }
     }
-    assert!(seen > 3, "state dir {} has almost nothing in it", dir.display());
+    assert!(
+        seen > 3,
+        "state dir {} has almost nothing in it",
+        dir.display()
+    );
 }
 
 /// Names in `dir` (not recursive; missing dir = empty).
