@@ -474,3 +474,151 @@ fn d_type_of(t: Option<nix::dir::Type>) -> u8 {
 pub fn io_error(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    fn comps(s: &str) -> Vec<OsString> {
+        s.split('/').map(OsString::from).collect()
+    }
+
+    /// An origin whose `up/d` is a symlink to a directory outside it holding
+    /// `x` (a secret), and whose `up/l` is a symlink to the secret itself —
+    /// what a client leaves after swapping names behind the daemon's back.
+    fn swapped() -> (tempfile::TempDir, tempfile::TempDir, LocalOrigin) {
+        let origin = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::write(outside.path().join("x"), b"secret").expect("write");
+        std::fs::set_permissions(
+            outside.path().join("x"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+        std::fs::create_dir(origin.path().join("up")).expect("mkdir");
+        symlink(outside.path(), origin.path().join("up/d")).expect("symlink");
+        symlink(outside.path().join("x"), origin.path().join("up/l")).expect("symlink");
+        let o = LocalOrigin::new(origin.path());
+        (origin, outside, o)
+    }
+
+    #[test]
+    fn no_operation_goes_through_a_swapped_in_directory_symlink() {
+        let (_origin, outside, o) = swapped();
+        let before = std::fs::metadata(outside.path().join("x")).expect("secret");
+        let x = comps("up/d/x");
+        let y = comps("up/d/y");
+        let loops = |r: FsResult<()>, what: &str| {
+            assert_eq!(r.err(), Some(Errno(libc::ELOOP)), "{what}");
+        };
+        loops(o.lstat(&x).map(drop), "lstat");
+        loops(o.open(&x, libc::O_RDONLY).map(drop), "open");
+        loops(o.open_regular(&x).map(drop), "open_regular");
+        loops(o.create(&y, libc::O_WRONLY, 0o644).map(drop), "create");
+        loops(o.mkdir(&y, 0o755), "mkdir");
+        loops(o.mknod(&y, libc::S_IFIFO | 0o644, 0), "mknod");
+        loops(o.unlink(&x), "unlink");
+        loops(o.rmdir(&x), "rmdir");
+        loops(o.symlink(OsStr::new("t"), &y), "symlink");
+        loops(o.readlink(&x).map(drop), "readlink");
+        loops(o.link(&x, &comps("up/z")), "link from");
+        loops(o.rename(&x, &comps("up/z"), 0), "rename from");
+        std::fs::write(_origin.path().join("up/mine"), b"m").expect("write");
+        loops(o.rename(&comps("up/mine"), &x, 0), "rename onto");
+        loops(o.chmod(&x, 0o666), "chmod");
+        loops(o.chown(&x, Some(65534), None), "chown");
+        loops(o.truncate(&x, 0), "truncate");
+        loops(
+            o.utimens(&x, SetTime::At(1, 0), SetTime::At(1, 0)),
+            "utimens",
+        );
+        loops(o.statvfs(&x).map(drop), "statvfs");
+        // The link itself as the directory to list: not a directory.
+        let listed = o.read_dir(&comps("up/d")).map(drop).err();
+        assert!(
+            matches!(listed, Some(Errno(libc::ELOOP | libc::ENOTDIR))),
+            "read_dir: {listed:?}"
+        );
+        loops(
+            o.getxattr(&x, OsStr::new("user.a"), 16).map(drop),
+            "getxattr",
+        );
+        loops(o.setxattr(&x, OsStr::new("user.a"), b"v", 0), "setxattr");
+        let meta = std::fs::metadata(outside.path().join("x")).expect("secret still there");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.uid(), 0);
+        assert_eq!(
+            (
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec()
+            ),
+            (
+                before.mtime(),
+                before.mtime_nsec(),
+                before.ctime(),
+                before.ctime_nsec()
+            ),
+            "secret untouched (times)"
+        );
+        assert_eq!(
+            std::fs::read(outside.path().join("x")).expect("read"),
+            b"secret"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn a_final_symlink_is_the_link_itself_never_its_target() {
+        let (_origin, outside, o) = swapped();
+        let l = comps("up/l");
+        let st = o.lstat(&l).expect("lstat");
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        assert_eq!(o.open(&l, libc::O_RDONLY).err(), Some(Errno(libc::ELOOP)));
+        assert_eq!(
+            o.open(&l, libc::O_WRONLY | libc::O_TRUNC).err(),
+            Some(Errno(libc::ELOOP))
+        );
+        assert_eq!(o.open_regular(&l).err(), Some(Errno(libc::ELOOP)));
+        assert!(o.chmod(&l, 0o666).is_err(), "chmod of a symlink is refused");
+        assert_eq!(o.truncate(&l, 0).err(), Some(Errno::EINVAL));
+        o.chown(&l, Some(65534), Some(65534))
+            .expect("lchown of the link");
+        o.utimens(&l, SetTime::At(5, 0), SetTime::At(5, 0))
+            .expect("utimens of the link");
+        let secret = outside.path().join("x");
+        let meta = std::fs::metadata(&secret).expect("secret");
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "target's owner untouched");
+        assert_ne!(meta.mtime(), 5, "target's times untouched");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&secret).expect("read"), b"secret");
+        o.unlink(&l).expect("unlink the link");
+        assert!(secret.exists(), "unlinking the link leaves its target");
+    }
+
+    #[test]
+    fn xattrs_and_statvfs_work_on_entries_and_the_root() {
+        let origin = tempfile::tempdir().expect("tmp");
+        std::fs::write(origin.path().join("f"), b"x").expect("write");
+        let o = LocalOrigin::new(origin.path());
+        let f = comps("f");
+        match o.setxattr(&f, OsStr::new("user.k"), b"v", 0) {
+            // tmpfs without user xattrs: nothing more to check here.
+            Err(e) if e == Errno::ENOTSUP || e == Errno::EPERM => {}
+            r => {
+                r.expect("setxattr");
+                assert_eq!(o.getxattr(&f, OsStr::new("user.k"), 8).expect("get"), b"v");
+                assert_eq!(o.getxattr_size(&f, OsStr::new("user.k")).expect("size"), 1);
+                assert!(o.listxattr(&f, 64).expect("list").starts_with(b"user.k"));
+                o.removexattr(&f, OsStr::new("user.k")).expect("remove");
+            }
+        }
+        o.statvfs(&[]).expect("statvfs of the root");
+        o.statvfs(&f).expect("statvfs of a file");
+        assert_eq!(o.read_dir(&[]).expect("ls root").len(), 1);
+        o.truncate(&f, 0).expect("truncate");
+        assert_eq!(o.lstat(&f).expect("lstat").st_size, 0);
+    }
+}
