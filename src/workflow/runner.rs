@@ -3,6 +3,10 @@
 //! function) and writing it atomically with `whenExist`; when all succeed,
 //! `onComplete` acts on the source. The item is complete when every task
 //! succeeded, aborted when any failed; the outcome lists each output.
+//!
+//! A rendered path is the lossless text form of [`crate::name`]: it is
+//! written (and `onComplete` moves to it) at exactly the bytes it decodes
+//! to, and reported to webhooks as that text.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,8 @@ use crate::bucket::store::{LocalSource, Store, WriteStatus};
 use crate::config::model::{Function, SrcOp, Task, Workflow};
 use crate::error::Errno;
 use crate::item::{Item, Source};
-use crate::tree::{Place, split_path};
+use crate::name::split_path;
+use crate::tree::Place;
 
 /// One output of an item, as webhooks report it.
 #[derive(Debug, Clone, serde::Serialize)]
