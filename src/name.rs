@@ -206,7 +206,15 @@ mod tests {
 
     #[test]
     fn valid_utf8_is_unchanged() {
-        for s in ["", "a.jpg", "dir/sub/ü ñ 日本.txt", "\u{10FEFF}", "\u{10FF2F}", "{{ x }}", "a\nb"] {
+        for s in [
+            "",
+            "a.jpg",
+            "dir/sub/ü ñ 日本.txt",
+            "\u{10FEFF}",
+            "\u{10FF2F}",
+            "{{ x }}",
+            "a\nb",
+        ] {
             assert_eq!(to_text(s.as_bytes()), s);
             assert_eq!(to_bytes(s), s.as_bytes());
             assert!(!has_escapes(s));
@@ -240,7 +248,11 @@ mod tests {
             assert_eq!(to_text(text.as_bytes()), text);
         }
         assert_eq!(to_bytes("\u{10FF80}\u{10FFFF}"), [0x80, 0xFF]);
-        assert!(to_bytes("a\u{10FF2F}\u{10FF2E}\u{10FF00}b").iter().all(|&b| b != b'/' && b != 0));
+        assert!(
+            to_bytes("a\u{10FF2F}\u{10FF2E}\u{10FF00}b")
+                .iter()
+                .all(|&b| b != b'/' && b != 0)
+        );
     }
 
     #[test]
@@ -255,6 +267,9 @@ mod tests {
         assert_eq!(text, "/dir/x\u{10FFFF}\u{10FFC3}/a.jpg");
         assert_eq!(split_path(&text), comps);
         assert_eq!(path_text(&[]), "/");
-        assert_eq!(split_path("//a/./b/"), [OsString::from("a"), OsString::from("b")]);
+        assert_eq!(
+            split_path("//a/./b/"),
+            [OsString::from("a"), OsString::from("b")]
+        );
     }
 }

@@ -1389,7 +1389,12 @@ fn batch_items_of_the_same_lossy_text_write_two_outputs() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let s = summaries(&o);
     assert_eq!(s.len(), 1, "{}", show(&o));
-    assert_eq!((s[0].matched, s[0].completed, s[0].aborted), (3, 3, 0), "{}", show(&o));
+    assert_eq!(
+        (s[0].matched, s[0].completed, s[0].aborted),
+        (3, 3, 0),
+        "{}",
+        show(&o)
+    );
     let out: BTreeSet<OsString> = fs::read_dir(r.join("out"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -1406,9 +1411,13 @@ fn batch_items_of_the_same_lossy_text_write_two_outputs() {
         .iter()
         .map(item_path)
         .collect();
-    let want: BTreeSet<String> = ["/in/a.jpg", "/in/bad\u{10FFFE}.jpg", "/in/bad\u{10FFFF}.jpg"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let want: BTreeSet<String> = [
+        "/in/a.jpg",
+        "/in/bad\u{10FFFE}.jpg",
+        "/in/bad\u{10FFFF}.jpg",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(paths, want);
 }

@@ -1491,10 +1491,19 @@ fn non_utf8_names_of_the_same_lossy_text_are_two_items() {
                        "function": {"exec": ["sh", "-c", wait]}, "timeout": 120}],
             "onComplete": {"src": {"op": "move", "path": "/done/{{ item.filename }}"}}}]),
     )]);
-    let m = Mount::start_in_env(root, &cfg, &["--bucket", "nb"], &[("STORGATE_WORKERS", "1")]);
+    let m = Mount::start_in_env(
+        root,
+        &cfg,
+        &["--bucket", "nb"],
+        &[("STORGATE_WORKERS", "1")],
+    );
     let ff = OsStr::from_bytes(b"bad\xff.jpg");
     let fe = OsStr::from_bytes(b"bad\xfe.jpg");
-    assert_eq!(ff.to_string_lossy(), fe.to_string_lossy(), "same lossy text");
+    assert_eq!(
+        ff.to_string_lossy(),
+        fe.to_string_lossy(),
+        "same lossy text"
+    );
     fs::write(m.at("in/first.jpg"), b"first\n").unwrap();
     fs::write(m.at("in").join(ff), b"content of \\xff\n").unwrap();
     fs::write(m.at("in").join(fe), b"content of \\xfe\n").unwrap();
@@ -1515,20 +1524,36 @@ fn non_utf8_names_of_the_same_lossy_text_are_two_items() {
         (fe, b"content of \\xfe\n"),
     ] {
         assert_eq!(read(&out.join(name)), content, "out/{name:?}");
-        assert_eq!(read(&done.join(name)), content, "done/{name:?} (onComplete move)");
+        assert_eq!(
+            read(&done.join(name)),
+            content,
+            "done/{name:?} (onComplete move)"
+        );
     }
     let exact: BTreeSet<OsString> = [OsStr::new("first.jpg"), ff, fe]
         .iter()
         .map(|n| n.to_os_string())
         .collect();
-    assert_eq!(entries(&out), exact, "exactly the three outputs, by exact name");
+    assert_eq!(
+        entries(&out),
+        exact,
+        "exactly the three outputs, by exact name"
+    );
     assert_eq!(entries(&done), exact, "exactly the three moved sources");
-    assert!(entries(&m.scratch_path("in")).is_empty(), "sources moved away");
+    assert!(
+        entries(&m.scratch_path("in")).is_empty(),
+        "sources moved away"
+    );
 
     // The payloads carry the lossless text: item fields and the savePath.
     thread::sleep(Duration::from_millis(500));
     let bodies = srv.json_bodies("/names");
-    assert_eq!(bodies.len(), 3, "one webhook per item: {}", hooks_summary(&srv, "/names"));
+    assert_eq!(
+        bodies.len(),
+        3,
+        "one webhook per item: {}",
+        hooks_summary(&srv, "/names")
+    );
     for (esc, name) in [("\u{10FFFF}", ff), ("\u{10FFFE}", fe)] {
         let v = bodies
             .iter()

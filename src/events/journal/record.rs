@@ -72,9 +72,16 @@ pub(super) enum RecordIn {
         v: u32,
         ev: PostEvent,
     },
-    Retry { id: u64, attempts: u32 },
-    Done { id: u64 },
-    Dead { id: u64 },
+    Retry {
+        id: u64,
+        attempts: u32,
+    },
+    Done {
+        id: u64,
+    },
+    Dead {
+        id: u64,
+    },
 }
 
 /// One record as a log line.

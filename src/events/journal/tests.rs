@@ -640,7 +640,8 @@ fn names_of_the_same_lossy_text_are_two_keys() {
     drop(j);
     let text = fs::read_to_string(log_path(d.path())).unwrap();
     assert!(
-        text.lines().all(|l| !l.contains("\"t\":\"add\"") || l.contains("\"v\":2")),
+        text.lines()
+            .all(|l| !l.contains("\"t\":\"add\"") || l.contains("\"v\":2")),
         "add records carry their names' format: {text}"
     );
     let (_j, replay) = Journal::open(d.path()).unwrap();
@@ -651,7 +652,8 @@ fn names_of_the_same_lossy_text_are_two_keys() {
 
 /// A line of a format-1 log (no `v`): lossy path, exact bytes in `__raw_path`.
 fn legacy_add(id: u64, path: &str, raw: Option<&[u8]>) -> String {
-    let mut item = json!({"path": path, "filename": path.rsplit('/').next(), "dirname": "/in", "size": 3});
+    let mut item =
+        json!({"path": path, "filename": path.rsplit('/').next(), "dirname": "/in", "size": 3});
     if let Some(raw) = raw {
         item["__raw_path"] = json!(raw);
     }

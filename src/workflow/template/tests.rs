@@ -620,8 +620,12 @@ fn non_utf8_names_render_to_their_exact_bytes_and_cannot_escape() {
     let t = Templates::new();
     let ff = exact_item(b"/in/bad\xff.jpg");
     let fe = exact_item(b"/in/bad\xfe.jpg");
-    let a = t.render_path("/out/{{ item.filename }}", &ff, "/in", None).unwrap();
-    let b = t.render_path("/out/{{ item.filename }}", &fe, "/in", None).unwrap();
+    let a = t
+        .render_path("/out/{{ item.filename }}", &ff, "/in", None)
+        .unwrap();
+    let b = t
+        .render_path("/out/{{ item.filename }}", &fe, "/in", None)
+        .unwrap();
     assert_ne!(a, b, "same lossy text, two outputs");
     assert_eq!(bytes_of(&a), b"/out/bad\xff.jpg");
     assert_eq!(bytes_of(&b), b"/out/bad\xfe.jpg");
@@ -671,7 +675,9 @@ fn non_utf8_names_render_to_their_exact_bytes_and_cannot_escape() {
         PathProblem::ComponentTooLong { len: 256 }
     );
     // A literal look-alike of an escape for `/` or NUL is no escape.
-    let lit = t.render_path("/out/a\u{10FF2F}b\u{10FF00}", &ff, "/in", None).unwrap();
+    let lit = t
+        .render_path("/out/a\u{10FF2F}b\u{10FF00}", &ff, "/in", None)
+        .unwrap();
     assert_eq!(crate::name::split_path(&lit).len(), 2);
 }
 
