@@ -141,16 +141,12 @@ pub(super) fn parse_log(data: &[u8], path: &Path) -> io::Result<Parsed> {
                 p.next_id = p.next_id.max(next_id);
             }
             RecordIn::Add { v, mut ev } => {
-                if v < 2 {
-                    upgrade_legacy(&mut ev);
-                }
+                names_format(v, &mut ev, path, line_no)?;
                 p.next_id = p.next_id.max(ev.id + 1);
                 p.live.insert(ev.id, (seq, ev));
             }
             RecordIn::Upd { v, mut ev } => {
-                if v < 2 {
-                    upgrade_legacy(&mut ev);
-                }
+                names_format(v, &mut ev, path, line_no)?;
                 p.next_id = p.next_id.max(ev.id + 1);
                 match p.live.get_mut(&ev.id) {
                     Some(slot) => slot.1 = ev,
@@ -176,6 +172,24 @@ pub(super) fn parse_log(data: &[u8], path: &Path) -> io::Result<Parsed> {
         }
     }
     Ok(p)
+}
+
+/// Brings an `add`/`upd` event of format `v` to this format; a record of a
+/// newer format is refused, like a newer log.
+fn names_format(v: u32, ev: &mut PostEvent, path: &Path, line_no: usize) -> io::Result<()> {
+    if v > FORMAT_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: line {line_no}: journal record format {v} is newer than this storgate ({FORMAT_VERSION})",
+                path.display()
+            ),
+        ));
+    }
+    if v < 2 {
+        upgrade_legacy(ev);
+    }
+    Ok(())
 }
 
 /// Turns an event of format 1 into format 2: its path becomes the lossless

@@ -321,6 +321,21 @@ fn newer_format_is_refused() {
 }
 
 #[test]
+fn record_of_a_newer_names_format_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ev = json!({"id": 1, "bucket": "b", "workflow": "wf", "event": "onPut",
+        "path": "/a", "item": {}, "enqueued_at": 1});
+    fs::write(
+        log_path(d.path()),
+        format!("{}\n", json!({"t": "add", "v": 99, "ev": ev})),
+    )
+    .unwrap();
+    let e = Journal::open(d.path()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+#[test]
 fn unfinished_compaction_is_discarded() {
     let d = tempfile::tempdir().unwrap();
     let (j, _) = Journal::open(d.path()).unwrap();
