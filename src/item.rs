@@ -1,5 +1,9 @@
 //! Building the item of an event (SPEC §5.2) from a bucket path and its
 //! stat, the filter's view of it, and where the item's bytes come from.
+//!
+//! The item's `path`, `filename` and `dirname` are the lossless text form of
+//! the exact name bytes ([`crate::name`]): two names that differ in any byte
+//! give different items, and a rendered path turns back into the same bytes.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -12,8 +16,9 @@ use crate::filter::{Candidate, ItemKind};
 
 /// SPEC §5.2 item variables.
 ///
-/// `path` is the full bucket path (`/dir/sample.jpg`); a name that is not
-/// valid UTF-8 arrives here converted lossily (see the module docs).
+/// `path` is the full bucket path (`/dir/sample.jpg`), `filename` and
+/// `dirname` its last component and the rest, each in the lossless text form
+/// of [`crate::name`] (a UTF-8 name as it is, each other byte escaped).
 #[derive(Debug, serde::Serialize, serde::Deserialize, Clone, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct Item {
@@ -52,23 +57,20 @@ pub enum Source {
     Empty,
 }
 
-/// The bucket path of components `path`, as text (`/dir/a.jpg`). Names that
-/// are not UTF-8 are converted lossily.
+/// The bucket path of components `path`, as lossless text (`/dir/a.jpg`;
+/// see [`crate::name`]): [`crate::name::split_path`] gives back the exact
+/// components.
 pub fn path_text(path: &[OsString]) -> String {
-    if path.is_empty() {
-        return "/".to_string();
-    }
-    let mut s = String::new();
-    for c in path {
-        s.push('/');
-        s.push_str(&c.to_string_lossy());
-    }
-    s
+    crate::name::path_text(path)
 }
 
-/// Whether every component is valid UTF-8 (a path text names it exactly).
-pub fn is_exact(path: &[OsString]) -> bool {
-    path.iter().all(|c| c.to_str().is_some())
+/// `dirname` and `filename` of a path text (`/` and `t` for `/t`).
+pub fn split_text(text: &str) -> (String, String) {
+    match text.rfind('/') {
+        Some(0) => ("/".to_string(), text[1..].to_string()),
+        Some(i) => (text[..i].to_string(), text[i + 1..].to_string()),
+        None => ("/".to_string(), text.to_string()),
+    }
 }
 
 pub fn kind_of(mode: libc::mode_t) -> ItemKind {
@@ -104,11 +106,7 @@ pub fn candidate<'a>(name: &'a OsStr, st: &libc::stat, depth: u32) -> Candidate<
 /// The item of `path` (bucket path components) with stat `st`.
 pub fn item_of(path: &[OsString], st: &libc::stat, hits: u64) -> Item {
     let text = path_text(path);
-    let (dirname, filename) = match text.rfind('/') {
-        Some(0) => ("/".to_string(), text[1..].to_string()),
-        Some(i) => (text[..i].to_string(), text[i + 1..].to_string()),
-        None => ("/".to_string(), text.clone()),
-    };
+    let (dirname, filename) = split_text(&text);
     let state = match kind_of(st.st_mode) {
         ItemKind::Directory => "directory",
         ItemKind::Link => "link",
@@ -194,5 +192,23 @@ mod tests {
         assert_eq!(it.hits, 3);
         let top = item_of(&[OsString::from("t")], &st, 0);
         assert_eq!((top.dirname.as_str(), top.filename.as_str()), ("/", "t"));
+    }
+
+    #[test]
+    fn names_of_the_same_lossy_text_give_distinct_exact_items() {
+        use std::os::unix::ffi::OsStrExt;
+        let st = gone_stat(false);
+        let path = |b: &[u8]| vec![OsString::from("dü"), OsStr::from_bytes(b).to_os_string()];
+        let ff = item_of(&path(b"bad\xff.jpg"), &st, 0);
+        let fe = item_of(&path(b"bad\xfe.jpg"), &st, 0);
+        assert_ne!(ff.path, fe.path);
+        assert_ne!(ff.filename, fe.filename);
+        assert_eq!(ff.dirname, "/dü", "a UTF-8 component stays as it is");
+        assert_eq!(
+            crate::name::split_path(&ff.path),
+            path(b"bad\xff.jpg"),
+            "the text gives back the exact bytes"
+        );
+        assert_eq!(crate::name::to_bytes(&fe.filename), b"bad\xfe.jpg");
     }
 }

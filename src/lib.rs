@@ -5,7 +5,7 @@
 //! `doc/ARCHITECTURE.md`; `scripts/check-layers.py` fails CI on a cycle):
 //! `cli`, `daemon`, `fuse`, `fs`, `batch`, `events`, `workflow`, `sink`,
 //! `bucket`, `origin`, `tree`, `item`, `filter`, `state`, `proc`, `throttle`,
-//! `config`, `error`.
+//! `config`, `name`, `error`.
 
 pub mod batch;
 pub mod bucket;
@@ -18,6 +18,7 @@ pub mod filter;
 pub mod fs;
 pub mod fuse;
 pub mod item;
+pub mod name;
 pub mod origin;
 pub mod proc;
 pub mod sink;

@@ -15,7 +15,8 @@ use crate::config;
 use crate::item::Source;
 use crate::item::{item_of, path_text};
 use crate::state::hits::HitStore;
-use crate::tree::split_path;
+// A path argument is the lossless text of `crate::name`, as outputs print it.
+use crate::name::split_path;
 use crate::workflow::runner::Runner;
 
 /// Exit code: 0 all completed, 1 any aborted, 2 config or usage error.

@@ -12,6 +12,11 @@
 //!
 //! Each event runs in a tracing span `event` (bucket, event, path, and the
 //! journal id of a post event), entered by the worker around the item.
+//!
+//! Names are bytes (SPEC §9.1): an event's path, its journal key, its hit
+//! count and its item all use the lossless text of [`crate::name`], so two
+//! names that differ in any byte are two events; the worker finds the source
+//! by the exact components that text decodes to. Logs print it with `{:?}`.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -31,11 +36,11 @@ use crate::config::model::{Config, Timing, Webhooks, Workflow};
 use crate::filter::CompiledFilter;
 use crate::item::Item;
 use crate::item::Source;
-use crate::item::{candidate, is_exact, item_of, path_text};
+use crate::item::{candidate, item_of, path_text};
+use crate::name::split_path;
 use crate::sink::{Ev, PreRefusal};
 use crate::state::hits::HitStore;
 use crate::throttle::CpuGate;
-use crate::tree::split_path;
 use crate::workflow::runner::{Outcome, Runner};
 use crate::workflow::webhook::{WebhookCaller, WebhookEnv};
 
@@ -280,18 +285,12 @@ impl Engine {
             return;
         };
         let text = path_text(path);
-        let span = tracing::debug_span!("event", bucket = %br.name, event = ev.name(), path = %text,
+        let span = tracing::debug_span!("event", bucket = %br.name, event = ev.name(), path = ?text,
             id = tracing::field::Empty);
         let _entered = span.enter();
         let hits = self.count_hit(ev, &br.name, &text);
         let item = item_of(path, st, hits);
-        let mut value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
-        if !is_exact(path)
-            && let serde_json::Value::Object(map) = &mut value
-        {
-            // The text path is lossy: keep the exact bytes to find the source.
-            map.insert(RAW_PATH.to_string(), serde_json::json!(raw_path(path)));
-        }
+        let value = serde_json::to_value(&item).unwrap_or(serde_json::Value::Null);
         let event = PostEvent::new(
             br.name.clone(),
             br.workflows[rule.workflow].name.clone(),
@@ -327,7 +326,7 @@ impl Engine {
         };
         let br = &self.buckets[b];
         let text = path_text(path);
-        let span = tracing::info_span!("event", bucket = %br.name, event = ev.name(), path = %text,
+        let span = tracing::info_span!("event", bucket = %br.name, event = ev.name(), path = ?text,
             timing = "pre");
         let _entered = span.enter();
         let hits = self.count_hit(ev, &br.name, &text);
@@ -444,7 +443,7 @@ impl Engine {
 
     fn run_post(self: &Arc<Self>, ev: PostEvent) {
         let id = ev.id;
-        let span = tracing::info_span!("event", bucket = %ev.bucket, event = %ev.event, path = %ev.path,
+        let span = tracing::info_span!("event", bucket = %ev.bucket, event = %ev.event, path = ?ev.path,
             id, attempt = ev.attempts + 1);
         let _entered = span.enter();
         let resolved = self.by_name.get(OsStr::new(&ev.bucket)).and_then(|&b| {
@@ -464,14 +463,14 @@ impl Engine {
         let wf = &br.workflows[rule.workflow];
         let mut item: Item = serde_json::from_value(ev.item.clone()).unwrap_or_default();
         item.hits = self.hits.get(&br.name, &ev.path);
-        let comps = match ev
-            .item
-            .get(RAW_PATH)
-            .and_then(|v| serde_json::from_value::<Vec<u8>>(v.clone()).ok())
-        {
-            Some(bytes) => from_raw_path(&bytes),
-            None => split_path(&ev.path),
-        };
+        // The exact components: `ev.path` is lossless text.
+        let comps = split_path(&ev.path);
+        if comps.iter().any(|c| c == "..") {
+            // No name is `..`: a damaged or forged journal line.
+            tracing::warn!(bucket = %ev.bucket, path = ?ev.path, "journaled path has a `..` component; dropped");
+            let _ = self.journal.failed(id, false, "path has a `..` component");
+            return;
+        }
         let source = match kind {
             Ev::Delete => Source::Empty,
             _ => {
@@ -527,27 +526,6 @@ pub fn worker_count() -> usize {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| (1..=256).contains(n))
         .unwrap_or(8)
-}
-
-/// Item field holding the exact bytes of a path that is not UTF-8.
-const RAW_PATH: &str = "__raw_path";
-
-fn raw_path(path: &[OsString]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in path {
-        out.push(b'/');
-        out.extend_from_slice(c.as_encoded_bytes());
-    }
-    out
-}
-
-fn from_raw_path(bytes: &[u8]) -> Vec<OsString> {
-    use std::os::unix::ffi::OsStrExt;
-    bytes
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty() && *c != b"." && *c != b"..")
-        .map(|c| OsStr::from_bytes(c).to_os_string())
-        .collect()
 }
 
 impl crate::sink::EventSink for Engine {

@@ -2,7 +2,10 @@
 //! since it was last written, kept in `stateDir/hits.jsonl`.
 //!
 //! The file is a log of JSON lines `{"b":BUCKET,"p":PATH,"n":COUNT}`; the
-//! last line for a key wins, `n: 0` forgets it. It is appended without
+//! last line for a key wins, `n: 0` forgets it. `PATH` is the lossless text
+//! of [`crate::name`] (callers pass `item::path_text`), so names that differ
+//! in a byte count apart; a file of an earlier version (lossy text) still
+//! loads, its non-UTF-8 keys simply no longer match. It is appended without
 //! fsync (a count is a statistic: losing the last increments to a power cut
 //! is acceptable, losing all of them to a restart is not) and rewritten with
 //! only the live counts when it grows to four times their number.

@@ -3,6 +3,10 @@
 //! function) and writing it atomically with `whenExist`; when all succeed,
 //! `onComplete` acts on the source. The item is complete when every task
 //! succeeded, aborted when any failed; the outcome lists each output.
+//!
+//! A rendered path is the lossless text form of [`crate::name`]: it is
+//! written (and `onComplete` moves to it) at exactly the bytes it decodes
+//! to, and reported to webhooks as that text.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,8 @@ use crate::bucket::store::{LocalSource, Store, WriteStatus, output_mode};
 use crate::config::model::{Function, SrcOp, Task, Workflow};
 use crate::error::Errno;
 use crate::item::{Item, Source};
-use crate::tree::{Place, split_path};
+use crate::name::split_path;
+use crate::tree::Place;
 
 /// One output of an item, as webhooks report it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -507,6 +512,50 @@ mod tests {
         );
         let statuses: Vec<_> = bad.outputs.iter().map(|o| o.status).collect();
         assert_eq!(statuses, ["written", "failed"]);
+    }
+
+    #[test]
+    fn non_utf8_names_write_and_move_to_their_exact_bytes() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        let (b, wfs) = bucket(
+            root,
+            serde_json::json!([
+                {"name": "w", "tasks": [{"savePath": "/out/copy/{{ item.filename }}"}],
+                 "onComplete": {"src": {"op": "move", "path": "/out/done/{{ item.filename }}"}}}
+            ]),
+        );
+        let r = runner(root);
+        let names = [&b"bad\xff.jpg"[..], b"bad\xfe.jpg"];
+        for n in names {
+            std::fs::write(root.join("in").join(OsStr::from_bytes(n)), n).expect("write");
+        }
+        let mut saved = Vec::new();
+        for n in names {
+            let comps = vec![OsString::from("in"), OsStr::from_bytes(n).to_os_string()];
+            let mut st = crate::item::gone_stat(false);
+            st.st_mode |= 0o644;
+            let it = crate::item::item_of(&comps, &st, 0);
+            let out = r.run(&b, &wfs[0], &it, &Source::Bucket(comps), "/in");
+            assert!(out.completed(), "{out:?}");
+            saved.push(out.outputs[0].save_path.clone());
+        }
+        assert_ne!(saved[0], saved[1], "two outputs, reported apart");
+        for n in names {
+            let name = OsStr::from_bytes(n);
+            let read = |dir: &str| std::fs::read(root.join(dir).join(name)).expect("output");
+            assert_eq!(read("out/copy"), n, "copy of {name:?}");
+            assert_eq!(read("out/done"), n, "moved {name:?}");
+            assert!(!root.join("in").join(name).exists());
+        }
+        assert_eq!(
+            std::fs::read_dir(root.join("out/copy"))
+                .expect("list")
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! per attempt, 3 attempts with backoff); an executable gets it on stdin with
 //! `STORGATE_*` variables in its environment (30 s, one attempt).
 //!
+//! Names in a payload (`item.path`, `filename`, `dirname`, `outputs[].savePath`)
+//! are the lossless text of [`crate::name`]: JSON strings must be UTF-8, and
+//! that text keeps names that are not UTF-8 exact and distinct.
+//!
 //! A failing webhook never fails the item: [`WebhookCaller::call`] logs a
 //! warning, counts the failure and hands the description back for the caller
 //! to record if it wants to.
@@ -29,7 +33,8 @@ pub struct WebhookEnv<'a> {
     pub event: &'a str,
     /// `STORGATE_BUCKET`.
     pub bucket: &'a str,
-    /// `STORGATE_PATH`: the item's bucket path.
+    /// `STORGATE_PATH`: the item's bucket path, the same lossless text as
+    /// the payload's `item.path` ([`crate::name`]).
     pub path: &'a str,
     /// `STORGATE_HOOK`: onItemCompleted, onItemAborted, …
     pub hook: &'a str,
@@ -210,6 +215,41 @@ mod tests {
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         p
+    }
+
+    #[test]
+    fn payloads_carry_non_utf8_names_as_exact_lossless_text() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let server = Server::start(vec![Reply::status(204, b""), Reply::status(204, b"")]);
+        let caller = fast();
+        let hook = Webhook::Http(format!("{}/hook", server.url));
+        let st = crate::item::gone_stat(false);
+        for name in [&b"bad\xff.jpg"[..], b"bad\xfe.jpg"] {
+            let comps = vec![
+                OsStr::new("in").to_os_string(),
+                OsStr::from_bytes(name).to_os_string(),
+            ];
+            let item = crate::item::item_of(&comps, &st, 0);
+            let payload = serde_json::json!({"item": item});
+            caller
+                .call(&hook, &payload, &ENV)
+                .expect("the payload encodes");
+        }
+        let items: Vec<serde_json::Value> = server
+            .requests()
+            .iter()
+            .map(|r| {
+                assert!(std::str::from_utf8(&r.body).is_ok(), "JSON is UTF-8");
+                serde_json::from_slice::<serde_json::Value>(&r.body).expect("JSON")["item"].clone()
+            })
+            .collect();
+        assert_eq!(items.len(), 2);
+        assert_ne!(items[0]["path"], items[1]["path"]);
+        for (v, name) in items.iter().zip([&b"bad\xff.jpg"[..], b"bad\xfe.jpg"]) {
+            let text = v["filename"].as_str().expect("filename");
+            assert_eq!(crate::name::to_bytes(text), name, "{v}");
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //!   log), they complete once the load is gone;
 //! - `storgate batch run`: summary lines, INDEX, exit 1 on an aborted item,
 //!   exit 2 on usage errors, "already running" while the scan's lock is held,
-//!   exec webhook environment.
+//!   exec webhook environment;
+//! - names are bytes: two non-UTF-8 names of the same lossy text are two
+//!   items with two outputs.
 //!
 //! The CPU-throttling test runs alone (`common::cpu::exclusive`), so that no
 //! other test's load keeps it throttled.
@@ -1344,4 +1346,78 @@ fn batch_run_cli_summary_index_exit_codes_and_lock() {
         "{}",
         show(&o)
     );
+}
+
+// ------------------------------------------------- names are bytes ----
+
+/// Issue 11 item 2 (SPEC §9.1) for scans: `bad\xff.jpg` and `bad\xfe.jpg`
+/// (the same lossy text) are two items with two outputs of the exact names,
+/// one chunk each, so the cursor between them names one exact name.
+#[test]
+fn batch_items_of_the_same_lossy_text_write_two_outputs() {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
+    let srv = HttpServer::start();
+    let url = format!("{}/hook", srv.url());
+    let root = scratch();
+    let r = root.path();
+    let ff = OsStr::from_bytes(b"bad\xff.jpg");
+    let fe = OsStr::from_bytes(b"bad\xfe.jpg");
+    put(&r.join("in/a.jpg"), "a\n");
+    put(&r.join("in").join(ff), "ff\n");
+    put(&r.join("in").join(fe), "fe\n");
+    let cfg = top(
+        "{root}/state",
+        vec![batch_bucket(
+            "b",
+            vec![
+                mount_at("/in", "{root}/in"),
+                hidden_mount_at("/out", "{root}/out"),
+            ],
+            vec![scan("/in", 1, "0 0 1 1 *", "copy", all_hooks(&url))],
+            vec![workflow(
+                "copy",
+                Value::Null,
+                "/out/{{ item.filename }}",
+                false,
+            )],
+        )],
+        no_throttling(),
+    );
+    let config = write_config(r, &cfg, "storgate.json");
+    let o = batch_run(&config, &["b", "0"], dl(120));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summaries(&o);
+    assert_eq!(s.len(), 1, "{}", show(&o));
+    assert_eq!(
+        (s[0].matched, s[0].completed, s[0].aborted),
+        (3, 3, 0),
+        "{}",
+        show(&o)
+    );
+    let out: BTreeSet<OsString> = fs::read_dir(r.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let want: BTreeSet<OsString> = [OsStr::new("a.jpg"), ff, fe]
+        .iter()
+        .map(|n| n.to_os_string())
+        .collect();
+    assert_eq!(out, want, "three outputs, by exact name");
+    assert_eq!(fs::read(r.join("out").join(ff)).unwrap(), b"ff\n");
+    assert_eq!(fs::read(r.join("out").join(fe)).unwrap(), b"fe\n");
+    // Webhooks carry the lossless text, once per item.
+    let paths: BTreeSet<String> = payloads(&srv, "/hook", "onItemCompleted")
+        .iter()
+        .map(item_path)
+        .collect();
+    let want: BTreeSet<String> = [
+        "/in/a.jpg",
+        "/in/bad\u{10FFFE}.jpg",
+        "/in/bad\u{10FFFF}.jpg",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(paths, want);
 }

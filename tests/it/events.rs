@@ -20,7 +20,9 @@
 //! - outputs `storgate workflow run` / `batch run` write straight into a
 //!   watched local origin fire nothing in a daemon on the same config (the
 //!   registry of storgate's own changes is shared through `stateDir`);
-//! - `item.hits` counts opens and restarts at a write.
+//! - `item.hits` counts opens and restarts at a write;
+//! - names are bytes: two non-UTF-8 names of the same lossy text are two
+//!   items with two outputs.
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1492,6 +1494,118 @@ fn item_hits_counts_opens_since_the_last_write() {
         "hits = 1 after the write and one open: {}",
         show(&o)
     );
+}
+
+// ------------------------------------------------- names are bytes ----
+
+/// Issue 11 item 2 (SPEC §9.1): `bad\xff.jpg` and `bad\xfe.jpg` have the same
+/// lossy text. With one worker held on a first item, both post events are
+/// pending at once — where a lossy key coalesced them into one — and each is
+/// processed: two outputs and two `onComplete` moves with the exact names and
+/// contents, two webhooks with distinct lossless `item.path`s.
+#[test]
+fn non_utf8_names_of_the_same_lossy_text_are_two_items() {
+    let srv = HttpServer::start();
+    let root = scratch();
+    let go = root.path().join("go");
+    // Every item waits for `go`: the one worker holds the first item while
+    // the two others are journaled.
+    let wait = format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; cat",
+        go.display()
+    );
+    let cfg = config(vec![bucket_with(
+        "nb",
+        vec![
+            local("/in", "{root}/in", true),
+            local("/out", "{root}/out", false),
+            local("/done", "{root}/done", false),
+        ],
+        json!({"onPut": event(Value::Null, "copy", "post",
+            json!({"onItemCompleted": format!("{}/names", srv.url()),
+                   "onItemAborted": format!("{}/names", srv.url())}))}),
+        json!([{"name": "copy",
+            "tasks": [{"savePath": "/out/{{ item.filename }}",
+                       "function": {"exec": ["sh", "-c", wait]}, "timeout": 120}],
+            "onComplete": {"src": {"op": "move", "path": "/done/{{ item.filename }}"}}}]),
+    )]);
+    let m = Mount::start_in_env(
+        root,
+        &cfg,
+        &["--bucket", "nb"],
+        &[("STORGATE_WORKERS", "1")],
+    );
+    let ff = OsStr::from_bytes(b"bad\xff.jpg");
+    let fe = OsStr::from_bytes(b"bad\xfe.jpg");
+    assert_eq!(
+        ff.to_string_lossy(),
+        fe.to_string_lossy(),
+        "same lossy text"
+    );
+    fs::write(m.at("in/first.jpg"), b"first\n").unwrap();
+    fs::write(m.at("in").join(ff), b"content of \\xff\n").unwrap();
+    fs::write(m.at("in").join(fe), b"content of \\xfe\n").unwrap();
+    // Each `close` returned after its event was journaled: all are pending.
+    fs::write(&go, b"").unwrap();
+
+    let want = [
+        "/in/first.jpg".to_string(),
+        "/in/bad\u{10FFFF}.jpg".to_string(),
+        "/in/bad\u{10FFFE}.jpg".to_string(),
+    ];
+    wait_hooks(&srv, "/names", "onItemCompleted", &want);
+    let out = m.scratch_path("out");
+    let done = m.scratch_path("done");
+    for (name, content) in [
+        (OsStr::new("first.jpg"), &b"first\n"[..]),
+        (ff, b"content of \\xff\n"),
+        (fe, b"content of \\xfe\n"),
+    ] {
+        assert_eq!(read(&out.join(name)), content, "out/{name:?}");
+        assert_eq!(
+            read(&done.join(name)),
+            content,
+            "done/{name:?} (onComplete move)"
+        );
+    }
+    let exact: BTreeSet<OsString> = [OsStr::new("first.jpg"), ff, fe]
+        .iter()
+        .map(|n| n.to_os_string())
+        .collect();
+    assert_eq!(
+        entries(&out),
+        exact,
+        "exactly the three outputs, by exact name"
+    );
+    assert_eq!(entries(&done), exact, "exactly the three moved sources");
+    assert!(
+        entries(&m.scratch_path("in")).is_empty(),
+        "sources moved away"
+    );
+
+    // The payloads carry the lossless text: item fields and the savePath.
+    thread::sleep(Duration::from_millis(500));
+    let bodies = srv.json_bodies("/names");
+    assert_eq!(
+        bodies.len(),
+        3,
+        "one webhook per item: {}",
+        hooks_summary(&srv, "/names")
+    );
+    for (esc, name) in [("\u{10FFFF}", ff), ("\u{10FFFE}", fe)] {
+        let v = bodies
+            .iter()
+            .find(|v| v["item"]["path"] == format!("/in/bad{esc}.jpg"))
+            .unwrap_or_else(|| panic!("no payload for {name:?}: {bodies:?}"));
+        assert_eq!(v["hook"], "onItemCompleted", "{v}");
+        assert_eq!(v["item"]["filename"], format!("bad{esc}.jpg"), "{v}");
+        assert_eq!(v["item"]["dirname"], "/in", "{v}");
+        assert_eq!(
+            v["outputs"],
+            json!([{"savePath": format!("/out/bad{esc}.jpg"), "status": "written"}]),
+            "{v}"
+        );
+    }
 }
 
 // ------------------------------------------------- harness self-check ----

@@ -104,7 +104,7 @@ impl Journal {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(&line, true)?;
-        tracing::warn!(id = letter.event.id, path = %letter.event.path, error, "event given up (dead letter)");
+        tracing::warn!(id = letter.event.id, path = ?letter.event.path, error, "event given up (dead letter)");
         Ok(())
     }
 
@@ -145,7 +145,7 @@ impl Journal {
             if ser_res.is_err() {
                 break;
             }
-            ser_res = encode(&RecordOut::Add { ev: &e.ev }).map(|l| out.extend_from_slice(&l));
+            ser_res = encode(&RecordOut::add(&e.ev)).map(|l| out.extend_from_slice(&l));
         }
         let snap_records = live.len() as u64 + 1;
         let snap_lsn = g.lsn;

@@ -7,12 +7,12 @@
 //!
 //! # Files (all under the journal directory, e.g. `stateDir/journal/`)
 //! - `journal.log`: JSON lines, one record each, appended only:
-//!   - `{"t":"meta","v":1,"next_id":N}`: first line of a compacted log; keeps
-//!     ids growing across compactions.
-//!   - `{"t":"add","ev":{…PostEvent…}}`: a new pending event, at the back of
-//!     the queue.
-//!   - `{"t":"upd","ev":{…}}`: a coalesced event: replaces the pending event
-//!     with the same id, keeping its place in the queue.
+//!   - `{"t":"meta","v":2,"next_id":N}`: first line of a compacted log; keeps
+//!     ids growing across compactions. A log of a newer format is refused.
+//!   - `{"t":"add","v":2,"ev":{…PostEvent…}}`: a new pending event, at the
+//!     back of the queue. `v` is the format of its names (see below).
+//!   - `{"t":"upd","v":2,"ev":{…}}`: a coalesced event: replaces the pending
+//!     event with the same id, keeping its place in the queue.
 //!   - `{"t":"retry","id":N,"attempts":K}`: a failed event put back at the back
 //!     of the queue.
 //!   - `{"t":"done","id":N}`, `{"t":"dead","id":N}`: the event is finished
@@ -48,6 +48,12 @@
 //! workflow never runs for an event whose `append` then failed. After a write
 //! or sync error the journal is *broken* (the file's state is unknown): every
 //! later append fails, while events already in memory are still handed out.
+//!
+//! # Names
+//! An event's `path` is the lossless text form of the exact name bytes
+//! ([`crate::name`]; a UTF-8 name as it is): two names differing in any byte
+//! are two keys, never coalesced. Records of format 1 (no `v`: lossy text
+//! plus the item's `__raw_path`) are converted as they are read.
 //!
 //! # Coalescing
 //! At most one event per `(bucket, workflow, path)` waits for a worker. An
@@ -109,7 +115,9 @@ pub const DEAD_FILE: &str = "dead.jsonl";
 /// still removed at open.
 const LEGACY_TMP_FILE: &str = "journal.log.tmp";
 const LOCK_FILE: &str = "journal.lock";
-const FORMAT_VERSION: u32 = 1;
+/// 2: names in the lossless text form of [`crate::name`] (1: lossy text
+/// plus the item's `__raw_path`; still read, see `record.rs`).
+const FORMAT_VERSION: u32 = 2;
 
 /// One post event: a workflow to run on one item after the client's call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,7 +128,9 @@ pub struct PostEvent {
     pub workflow: String,
     /// `onGet`, `onPut` or `onDelete`.
     pub event: String,
-    /// Bucket path of the item.
+    /// Bucket path of the item, in the lossless text form of
+    /// [`crate::name`] (exact bytes: `crate::name::split_path` gives them
+    /// back).
     pub path: String,
     /// Snapshot of the item (SPEC §5.2) when the event fired.
     pub item: serde_json::Value,
@@ -418,7 +428,7 @@ impl Journal {
                 .expect("index points at a live event");
             e.ev.event = ev.event;
             e.ev.item = ev.item;
-            let line = encode(&RecordOut::Upd { ev: &e.ev })?;
+            let line = encode(&RecordOut::upd(&e.ev))?;
             let lsn = g.push_line(&line, true);
             g.stats.coalesced += 1;
             (Appended::Coalesced(id), lsn)
@@ -426,7 +436,7 @@ impl Journal {
             let id = g.next_id;
             let mut ev = ev;
             ev.id = id;
-            let lsn = g.push(&RecordOut::Add { ev: &ev }, true)?;
+            let lsn = g.push(&RecordOut::add(&ev), true)?;
             g.next_id += 1;
             let seq = g.next_seq;
             g.next_seq += 1;

@@ -321,6 +321,21 @@ fn newer_format_is_refused() {
 }
 
 #[test]
+fn record_of_a_newer_names_format_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ev = json!({"id": 1, "bucket": "b", "workflow": "wf", "event": "onPut",
+        "path": "/a", "item": {}, "enqueued_at": 1});
+    fs::write(
+        log_path(d.path()),
+        format!("{}\n", json!({"t": "add", "v": 99, "ev": ev})),
+    )
+    .unwrap();
+    let e = Journal::open(d.path()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+#[test]
 fn unfinished_compaction_is_discarded() {
     let d = tempfile::tempdir().unwrap();
     let (j, _) = Journal::open(d.path()).unwrap();
@@ -622,4 +637,92 @@ fn throughput() {
             events as f64 / s.syncs.max(1) as f64
         );
     }
+}
+
+// ---- names are bytes (SPEC §9.1) ----
+
+use crate::name::to_text;
+
+#[test]
+fn names_of_the_same_lossy_text_are_two_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(d.path()).unwrap();
+    let ff = to_text(b"/in/bad\xff.jpg");
+    let fe = to_text(b"/in/bad\xfe.jpg");
+    assert_eq!(j.append(ev(&ff, 1)).unwrap(), Appended::Added(1));
+    assert_eq!(j.append(ev(&fe, 1)).unwrap(), Appended::Added(2));
+    assert_eq!(j.append(ev(&ff, 2)).unwrap(), Appended::Coalesced(1));
+    drop(j);
+    let text = fs::read_to_string(log_path(d.path())).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| !l.contains("\"t\":\"add\"") || l.contains("\"v\":2")),
+        "add records carry their names' format: {text}"
+    );
+    let (_j, replay) = Journal::open(d.path()).unwrap();
+    let paths: Vec<&str> = replay.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, [ff.as_str(), fe.as_str()]);
+    assert_eq!(crate::name::to_bytes(&replay[1].path), b"/in/bad\xfe.jpg");
+}
+
+/// A line of a format-1 log (no `v`): lossy path, exact bytes in `__raw_path`.
+fn legacy_add(id: u64, path: &str, raw: Option<&[u8]>) -> String {
+    let mut item =
+        json!({"path": path, "filename": path.rsplit('/').next(), "dirname": "/in", "size": 3});
+    if let Some(raw) = raw {
+        item["__raw_path"] = json!(raw);
+    }
+    let ev = json!({"id": id, "bucket": "b", "workflow": "wf", "event": "onPut",
+        "path": path, "item": item, "enqueued_at": 1, "attempts": 0});
+    format!("{}\n", json!({"t": "add", "ev": ev}))
+}
+
+#[test]
+fn format_1_journals_replay_with_exact_names() {
+    let d = tempfile::tempdir().unwrap();
+    let lossy = "/in/bad\u{FFFD}.jpg";
+    // Two events of the same lossy text (one taken, then a new one, before
+    // the crash), a UTF-8 name, and a UTF-8 name holding a code point that
+    // format 2 uses as an escape.
+    let log = [
+        legacy_add(1, lossy, Some(b"/in/bad\xff.jpg")),
+        legacy_add(2, lossy, Some(b"/in/bad\xfe.jpg")),
+        legacy_add(3, "/in/ok.jpg", None),
+        legacy_add(4, "/in/x\u{10FFFF}.jpg", None),
+    ]
+    .concat();
+    fs::write(log_path(d.path()), log).unwrap();
+    let (j, replay) = Journal::open(d.path()).unwrap();
+    assert_eq!(ids(&replay), [1, 2, 3, 4], "no longer one key");
+    let bytes: Vec<Vec<u8>> = replay
+        .iter()
+        .map(|e| crate::name::to_bytes(&e.path))
+        .collect();
+    assert_eq!(
+        bytes,
+        [
+            &b"/in/bad\xff.jpg"[..],
+            b"/in/bad\xfe.jpg",
+            b"/in/ok.jpg",
+            "/in/x\u{10FFFF}.jpg".as_bytes()
+        ]
+    );
+    for e in &replay {
+        assert!(e.item.get("__raw_path").is_none(), "{e:?}");
+        assert_eq!(e.item["path"], e.path.as_str(), "{e:?}");
+        assert_eq!(e.item["size"], 3, "the rest of the item is kept");
+    }
+    assert_eq!(replay[0].item["filename"], "bad\u{10FFFF}.jpg");
+    assert_eq!(replay[2].item["filename"], "ok.jpg");
+    // The converted key is the one a new event of the same name has.
+    assert_eq!(
+        j.append(ev(&to_text(b"/in/bad\xfe.jpg"), 5)).unwrap(),
+        Appended::Coalesced(2)
+    );
+    drop(j);
+    // Format-1 and format-2 records in one log replay the same.
+    let (_j, again) = Journal::open(d.path()).unwrap();
+    let paths: Vec<&str> = again.iter().map(|e| e.path.as_str()).collect();
+    let before: Vec<&str> = replay.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, before);
 }

@@ -55,13 +55,17 @@
 //! a value is — newlines, quotes, `{{ }}`, `../` pieces, megabytes — the result
 //! is either an error or a normalised path with no `..` in it.
 //!
-//! **Non-UTF-8 names.** [`Item::path`] is a `String`: a caller holding an
-//! `OsStr` with invalid UTF-8 builds it with `to_string_lossy`, which replaces
-//! each invalid sequence by U+FFFD. That never creates or removes a `/`, `.` or
-//! NUL byte (ASCII bytes always decode as themselves), so the rules above
-//! still hold and the output stays inside the bucket — but its name differs
-//! from the source's. The workflow runner may prefer to refuse such items.
-
+//! **Names are bytes.** [`Item::path`], `filename` and `dirname` are the
+//! lossless text form of [`crate::name`]: a UTF-8 name as it is, each byte
+//! that is not UTF-8 an escape (`U+10FF80`–`U+10FFFF`). The filters see that
+//! text and work unchanged (no escape is a `/` or `.`, none decodes to an
+//! ASCII byte), and a rendered path stands for the bytes it decodes to, so
+//! `/out/{{ item.filename }}` names the source's exact bytes and two items
+//! whose names differ in a byte write two outputs. The rules above hold for
+//! those bytes too: decoding never creates a `/`, `.` or NUL, and the length
+//! limits count bytes ([`crate::name::byte_len`]). The one consequence for
+//! template authors: a reserved code point written literally in a template
+//! stands for its byte.
 //!
 //! # Layout
 //!

@@ -1,8 +1,13 @@
 //! The safety check of a rendered bucket path (SPEC §9): normalisation and
 //! the rules that keep every output inside a mount of its bucket.
+//!
+//! A rendered path is the lossless text form of [`crate::name`]: its length
+//! limits count the bytes it stands for, and its components are the exact
+//! bytes (escapes decoded) when compared with the mount layout.
 
 use super::error::{PathError, PathProblem};
-use crate::tree::{BucketTree, Place, split_path};
+use crate::name::{byte_len, split_path};
+use crate::tree::{BucketTree, Place};
 
 /// Longest path component, in bytes (Linux `NAME_MAX`).
 pub const MAX_COMPONENT: usize = 255;
@@ -63,8 +68,8 @@ pub(super) fn normalize_path(path: &str) -> Result<String, PathProblem> {
         match c {
             "" | "." => continue,
             ".." => return Err(PathProblem::DotDot),
-            _ if c.len() > MAX_COMPONENT => {
-                return Err(PathProblem::ComponentTooLong { len: c.len() });
+            _ if byte_len(c) > MAX_COMPONENT => {
+                return Err(PathProblem::ComponentTooLong { len: byte_len(c) });
             }
             _ => {
                 out.push('/');
@@ -75,8 +80,9 @@ pub(super) fn normalize_path(path: &str) -> Result<String, PathProblem> {
     if out.is_empty() {
         return Err(PathProblem::Root);
     }
-    if out.len() > MAX_PATH {
-        return Err(PathProblem::TooLong { len: out.len() });
+    let len = byte_len(&out);
+    if len > MAX_PATH {
+        return Err(PathProblem::TooLong { len });
     }
     Ok(out)
 }

@@ -597,27 +597,88 @@ fn component_and_path_length_limits() {
     assert!(render("/out/{{ item.filename }}", &format!("/in/{huge}")).is_err());
 }
 
+/// The item of exact path bytes `bytes`, as events build it.
+fn exact_item(bytes: &[u8]) -> Item {
+    use std::os::unix::ffi::OsStrExt;
+    let comps: Vec<_> = bytes
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(|c| std::ffi::OsStr::from_bytes(c).to_os_string())
+        .collect();
+    let mut st = crate::item::gone_stat(false);
+    st.st_mode |= 0o644;
+    crate::item::item_of(&comps, &st, 0)
+}
+
+/// The bytes a rendered path stands for.
+fn bytes_of(rendered: &str) -> Vec<u8> {
+    crate::name::to_bytes(rendered)
+}
+
 #[test]
-fn lossy_non_utf8_names_cannot_escape() {
+fn non_utf8_names_render_to_their_exact_bytes_and_cannot_escape() {
+    let t = Templates::new();
+    let ff = exact_item(b"/in/bad\xff.jpg");
+    let fe = exact_item(b"/in/bad\xfe.jpg");
+    let a = t
+        .render_path("/out/{{ item.filename }}", &ff, "/in", None)
+        .unwrap();
+    let b = t
+        .render_path("/out/{{ item.filename }}", &fe, "/in", None)
+        .unwrap();
+    assert_ne!(a, b, "same lossy text, two outputs");
+    assert_eq!(bytes_of(&a), b"/out/bad\xff.jpg");
+    assert_eq!(bytes_of(&b), b"/out/bad\xfe.jpg");
+    // The filters work on the text and keep the exact bytes.
+    let tpl = "/out/{{ item.path | relpath(source_dir) | dirname }}/{{ item.path | basename | splitext | first }}_m{{ item.path | splitext | last }}";
+    let sub = exact_item(b"/in/d\xc3/x\xe2\x80.tar.gz");
+    let out = t.render_path(tpl, &sub, "/in", None).unwrap();
+    assert_eq!(bytes_of(&out), b"/out/d\xc3/x\xe2\x80.tar_m.gz");
+    // A pathPattern captures exact names too.
+    let re = Regex::new(r"^/in/(.*)\.jpg$").unwrap();
+    let cap = t.render_path("/out/#1.png", &ff, "/in", Some(&re)).unwrap();
+    assert_eq!(bytes_of(&cap), b"/out/bad\xff.png");
+
     for bytes in [
         &b"/in/\xff\xfe/pic.jpg"[..],
         b"/in/.\xff.",
         b"/in/\xc0./x",
         b"/in/\xe2\x80/\xff..",
         b"/in/..\xff",
+        "/in/\u{10FFFF}\u{10FF2F}/x".as_bytes(),
     ] {
-        let path = String::from_utf8_lossy(bytes).into_owned();
-        assert!(path.contains('\u{FFFD}'));
-        let out = render("/out/{{ item.path | relpath('/in') }}", &path).unwrap();
+        let it = exact_item(bytes);
+        let out = t
+            .render_path("/out/{{ item.path | relpath('/in') }}", &it, "/in", None)
+            .unwrap();
         assert!(out.starts_with("/out/"), "{out:?}");
         assert!(out.split('/').all(|c| c != ".." && c != "."), "{out:?}");
+        let mut want = b"/out".to_vec();
+        want.extend_from_slice(&bytes[3..]);
+        assert_eq!(bytes_of(&out), want, "{out:?}");
+        for c in crate::name::split_path(&out) {
+            let c = std::os::unix::ffi::OsStrExt::as_bytes(c.as_os_str());
+            assert!(!c.contains(&b'/') && !c.contains(&0) && c != b".." && c != b".");
+        }
     }
-    // Real `..` bytes survive lossy decoding, so they are still caught.
-    let path = String::from_utf8_lossy(b"/in/\xff/../../x").into_owned();
+    // Lengths count bytes: 255 escaped bytes (1020 bytes of text) fit.
+    let long = [0xffu8; 255];
+    let mut p = b"/in/".to_vec();
+    p.extend_from_slice(&long);
+    let out = t
+        .render_path("/out/{{ item.filename }}", &exact_item(&p), "/in", None)
+        .unwrap();
+    assert_eq!(crate::name::byte_len(&out), 5 + 255);
+    p.push(0xfe);
     assert_eq!(
-        problem(render("/out/{{ item.path }}", &path)),
-        PathProblem::DotDot
+        problem(t.render_path("/out/{{ item.filename }}", &exact_item(&p), "/in", None)),
+        PathProblem::ComponentTooLong { len: 256 }
     );
+    // A literal look-alike of an escape for `/` or NUL is no escape.
+    let lit = t
+        .render_path("/out/a\u{10FF2F}b\u{10FF00}", &ff, "/in", None)
+        .unwrap();
+    assert_eq!(crate::name::split_path(&lit).len(), 2);
 }
 
 #[test]
@@ -852,6 +913,9 @@ fn hostile_names_never_escape_or_panic() {
         "\0",
         "é",
         "\u{FFFD}",
+        "\u{10FFFF}",
+        "\u{10FF80}",
+        "\u{10FF2F}",
         " ",
         "\t",
         ".hidden",
@@ -897,11 +961,14 @@ fn hostile_names_never_escape_or_panic() {
             if let Ok(p) = &r {
                 assert!(p == "/out" || p.starts_with("/out/"), "{tpl}: {p:?}");
                 assert!(!p.contains("//") && !p.contains('\0') && !p.ends_with('/'));
-                assert!(p.len() <= MAX_PATH);
+                assert!(crate::name::byte_len(p) <= MAX_PATH);
                 for c in p.split('/').skip(1) {
                     assert!(c != ".." && c != "." && !c.is_empty(), "{p:?}");
-                    assert!(c.len() <= MAX_COMPONENT);
+                    assert!(crate::name::byte_len(c) <= MAX_COMPONENT);
                 }
+                // The bytes it stands for keep the same components.
+                let bytes = crate::name::split_path(p);
+                assert_eq!(bytes.len(), p.split('/').skip(1).count(), "{p:?}");
                 match check_bucket_path(p, &out_tree) {
                     Ok(q) => assert_eq!(&q, p),
                     Err(e) => assert_eq!(p, "/out", "{e}"),
