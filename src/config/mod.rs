@@ -59,15 +59,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        vec![ConfigError {
-            path: path.display().to_string(),
-            message: format!(
-                "not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        }]
-    })?;
+    let text = load::decode(bytes).map_err(|e| vec![e])?;
     load_str(&text)
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Ctx, Env, http_url, plain_name, seconds};
+use super::{Ctx, Env, MAX_SECONDS, http_url, plain_name, seconds};
 use crate::config::model::*;
 use crate::config::paths::join_key;
 use crate::config::raw::*;
@@ -101,6 +101,11 @@ pub(super) fn distribution(
             cx.err(
                 "distribution.leader.termSeconds",
                 format!("{t} is below the minimum of 3"),
+            );
+        } else if t > MAX_SECONDS {
+            cx.err(
+                "distribution.leader.termSeconds",
+                format!("{t} is more than the maximum of {MAX_SECONDS} (one day)"),
             );
         } else {
             out.leader.term = Duration::from_secs(t);

@@ -20,7 +20,7 @@ mod globals;
 mod workflow;
 
 use super::model::*;
-use super::paths::{is_under, join, join_index};
+use super::paths::{is_under, join, join_index, long_component};
 use super::raw::*;
 use super::{ConfigError, Loaded};
 use globals::{distribution, s3_endpoint, throttling};
@@ -73,6 +73,8 @@ struct Env {
     /// names are not reported (they might be that entry's).
     s3_complete: bool,
     has_function_base_url: bool,
+    /// `stateDir` (or its default), normalised; None when it is invalid.
+    state_dir: Option<String>,
 }
 
 impl Env {
@@ -125,6 +127,16 @@ impl BucketCtx<'_> {
                     .any(|mp| is_under(p, mp) && p != mp))
     }
 
+    /// The mount point that normalised path `p` is, or leads to: writing
+    /// there would replace the layout of the bucket, not a file in a mount
+    /// (the runtime path check refuses it too).
+    fn layout_dir(&self, p: &str) -> Option<&str> {
+        self.mounts
+            .iter()
+            .filter_map(|m| m.mount_point.as_deref())
+            .find(|mp| is_under(mp, p))
+    }
+
     fn mount_list(&self) -> String {
         let v: Vec<&str> = self.mounts.iter().map(MountSpec::mount_path).collect();
         if v.is_empty() {
@@ -154,11 +166,16 @@ pub(crate) fn build(v: Value) -> Result<Loaded, Vec<ConfigError>> {
 
 fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
     let mut c = Config::default();
+    let mut state_dir_ok = true;
     if let Some(s) = &top.state_dir {
-        if s.starts_with('/') && !s.contains('\0') {
-            c.state_dir = PathBuf::from(s);
-        } else {
+        state_dir_ok = false;
+        if !s.starts_with('/') || s.contains('\0') {
             cx.err("stateDir", format!("{s:?} is not an absolute path"));
+        } else if let Some(m) = long_component(s) {
+            cx.err("stateDir", format!("{s:?} {m}"));
+        } else {
+            c.state_dir = PathBuf::from(s);
+            state_dir_ok = true;
         }
     }
     if let Some(v) = &top.vhost {
@@ -182,6 +199,9 @@ fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
         s3_names: Vec::new(),
         s3_complete: aws_complete,
         has_function_base_url: top.function_base_url.is_some(),
+        state_dir: state_dir_ok
+            .then(|| lexical(&c.state_dir.to_string_lossy()))
+            .flatten(),
     };
     for (i, e) in top.aws_s3.iter().flatten().enumerate() {
         let p = join_index("aws_s3", i);
@@ -239,6 +259,48 @@ fn config(cx: &mut Ctx, top: &RawTop, aws_complete: bool) -> Config {
     c
 }
 
+/// `p` with `//`, `.` and `..` resolved lexically (None when not absolute).
+fn lexical(p: &str) -> Option<String> {
+    if !p.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// How local directory `origin` and the state directory overlap, if they
+/// do: compared as written and, when both exist, with symlinks resolved.
+fn state_dir_overlap(origin: &str, state: &str) -> Option<&'static str> {
+    let judge = |o: &str, s: &str| {
+        if o == s {
+            Some("is")
+        } else if is_under(s, o) {
+            Some("contains")
+        } else if is_under(o, s) {
+            Some("lies inside")
+        } else {
+            None
+        }
+    };
+    judge(origin, state).or_else(|| {
+        let real = |p: &str| {
+            std::fs::canonicalize(p)
+                .ok()
+                .and_then(|r| r.to_str().map(String::from))
+        };
+        judge(&real(origin)?, &real(state)?)
+    })
+}
+
 fn http_url(u: &str) -> Result<(), ConfigError> {
     let rest = u
         .strip_prefix("http://")
@@ -261,6 +323,11 @@ fn plain_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The largest number of seconds any duration of the config may be: a
+/// day. Far beyond any sensible timeout or term, and far below what a
+/// `Duration` added to `Instant::now()` (timers, HTTP clients) can hold.
+pub(crate) const MAX_SECONDS: u64 = 86_400;
+
 fn seconds(
     cx: &mut Ctx,
     v: Option<f64>,
@@ -278,6 +345,13 @@ fn seconds(
             "positive"
         };
         cx.err(path, format!("{s} is not a {what} number of seconds"));
+        return default;
+    }
+    if s > MAX_SECONDS as f64 {
+        cx.err(
+            path,
+            format!("{s} seconds is more than the maximum of {MAX_SECONDS} (one day)"),
+        );
         return default;
     }
     match Duration::try_from_secs_f64(s) {
