@@ -384,12 +384,21 @@ mod tests {
     #[test]
     fn not_utf8_is_located_by_line_and_column() {
         let e = decode(b"{\n  \"a\": \"\xc3\xa9\xff\"\n}".to_vec()).unwrap_err();
-        assert_eq!(e.to_string(), "line 2, column 10: not UTF-8 text (byte 0xff)");
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 10: not UTF-8 text (byte 0xff)"
+        );
         let e = decode(b"\xfe".to_vec()).unwrap_err();
-        assert_eq!(e.to_string(), "line 1, column 1: not UTF-8 text (byte 0xfe)");
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 1: not UTF-8 text (byte 0xfe)"
+        );
         // A sequence cut short at the end of the file.
         let e = decode(b"{}\n\xe2\x82".to_vec()).unwrap_err();
-        assert_eq!(e.to_string(), "line 2, column 1: not UTF-8 text (byte 0xe2)");
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 1: not UTF-8 text (byte 0xe2)"
+        );
         assert_eq!(decode(b"{}".to_vec()).ok().as_deref(), Some("{}"));
     }
 

@@ -177,7 +177,11 @@ pub(crate) fn check_names(src: &str) -> Vec<String> {
                 // `{% filter name %}…{% endfilter %}`.
                 filters.extend(word(k + 1));
             } else if word(k) == Some("is") && !after_dot {
-                let n = if word(k + 1) == Some("not") { k + 2 } else { k + 1 };
+                let n = if word(k + 1) == Some("not") {
+                    k + 2
+                } else {
+                    k + 1
+                };
                 tests.extend(word(n));
             }
         }
@@ -637,19 +641,27 @@ mod tests {
         let bad: [(&str, &[&str]); 7] = [
             (
                 "/a/{{ item.nmae }}",
-                &["unknown variable `item.nmae` (item has path, filename, dirname, state, size, owner, group, mode, mtime, atime, ctime, inode, hits)"],
+                &[
+                    "unknown variable `item.nmae` (item has path, filename, dirname, state, size, owner, group, mode, mtime, atime, ctime, inode, hits)",
+                ],
             ),
             (
                 "/a/{{ item.path | basenme }}",
-                &["unknown filter `basenme` (did you mean `basename`?) (storgate adds basename, dirname, relpath, rsplit, splitext to minijinja's built-in filters)"],
+                &[
+                    "unknown filter `basenme` (did you mean `basename`?) (storgate adds basename, dirname, relpath, rsplit, splitext to minijinja's built-in filters)",
+                ],
             ),
             (
                 "/a/{{ itme.path }}",
-                &["unknown variable `itme` (did you mean `item`?) (templates get item and source_dir)"],
+                &[
+                    "unknown variable `itme` (did you mean `item`?) (templates get item and source_dir)",
+                ],
             ),
             (
                 "/a/{{ item.path.upper() }}",
-                &["unknown variable `item.path.upper` (item.path is a string or number, without attributes)"],
+                &[
+                    "unknown variable `item.path.upper` (item.path is a string or number, without attributes)",
+                ],
             ),
             (
                 "/a/{{ source_dir.x }}",
@@ -677,12 +689,18 @@ mod tests {
     #[test]
     fn long_literal_components() {
         let long = "x".repeat(256);
-        assert_eq!(long_literal_component(&format!("/a/{long}/b"), 255), Some(256));
+        assert_eq!(
+            long_literal_component(&format!("/a/{long}/b"), 255),
+            Some(256)
+        );
         assert_eq!(
             long_literal_component(&format!("/a/{{{{ item.filename }}}}{long}"), 255),
             Some(256)
         );
-        assert_eq!(long_literal_component(&format!("/a/{}", "x".repeat(255)), 255), None);
+        assert_eq!(
+            long_literal_component(&format!("/a/{}", "x".repeat(255)), 255),
+            None
+        );
         // Long text inside an expression is not a literal component.
         assert_eq!(
             long_literal_component(&format!("/a/{{{{ '{long}' | basename }}}}"), 255),

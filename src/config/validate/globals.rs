@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Ctx, Env, MAX_SECONDS, http_url, plain_name, seconds};
+use super::{Ctx, Env, http_url, plain_name, seconds};
 use crate::config::model::*;
 use crate::config::paths::join_key;
 use crate::config::raw::*;
+use crate::config::units::MAX_SECONDS;
 
 pub(super) fn s3_endpoint(
     cx: &mut Ctx,
@@ -115,7 +116,9 @@ pub(super) fn distribution(
         let path = "distribution.leader.url";
         let url = u.replace("{vhost}", vhost);
         if let Some(rest) = url.strip_prefix("file://") {
-            if rest.starts_with('/') && rest.len() > 1 {
+            if let Some(m) = crate::config::paths::long_component(rest) {
+                cx.err(path, format!("{u:?} {m}"));
+            } else if rest.starts_with('/') && rest.len() > 1 {
                 out.leader.url = Some(LeaderUrl::File(PathBuf::from(rest)));
             } else {
                 cx.err(

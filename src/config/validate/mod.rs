@@ -1,8 +1,12 @@
 //! Raw model → normalised model, with every semantic check of SPEC §2–§7:
 //! defaults, path normalisation, cross references (triggers → workflows,
-//! origins and leader URLs → `aws_s3`), cron, regex and template syntax,
-//! size/age units, webhook executables, local origin directories, throttling
-//! values. All problems are collected; warnings are kept apart.
+//! origins and leader URLs → `aws_s3`), cron (syntax, and that it fires
+//! at all), regex and template syntax, template names (variables, filters,
+//! tests), size/age units, webhook executables, local origin directories,
+//! throttling values. Paths: no literal component over 255 bytes, no output
+//! path onto a mount point, no `stateDir` overlapping a local origin.
+//! Durations: finite, non-negative, at most a day. All problems are
+//! collected; warnings are kept apart.
 //!
 //! Environment checks (a local origin directory or a webhook/exec program
 //! that must exist on this machine) are errors for enabled buckets and
@@ -22,6 +26,7 @@ mod workflow;
 use super::model::*;
 use super::paths::{is_under, join, join_index, long_component};
 use super::raw::*;
+use super::units::MAX_SECONDS;
 use super::{ConfigError, Loaded};
 use globals::{distribution, s3_endpoint, throttling};
 
@@ -323,11 +328,6 @@ fn plain_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// The largest number of seconds any duration of the config may be: a
-/// day. Far beyond any sensible timeout or term, and far below what a
-/// `Duration` added to `Instant::now()` (timers, HTTP clients) can hold.
-pub(crate) const MAX_SECONDS: u64 = 86_400;
-
 fn seconds(
     cx: &mut Ctx,
     v: Option<f64>,
@@ -348,9 +348,15 @@ fn seconds(
         return default;
     }
     if s > MAX_SECONDS as f64 {
+        // `1e19`, not twenty digits (or three hundred).
+        let shown = if s < 1e15 {
+            s.to_string()
+        } else {
+            format!("{s:e}")
+        };
         cx.err(
             path,
-            format!("{s} seconds is more than the maximum of {MAX_SECONDS} (one day)"),
+            format!("{shown} seconds is more than the maximum of {MAX_SECONDS} (one day)"),
         );
         return default;
     }

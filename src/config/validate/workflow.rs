@@ -65,7 +65,10 @@ fn check_path_template(cx: &mut Ctx, src: &str, path: &str, bcx: &BucketCtx) -> 
                     };
                     cx.err(
                         path,
-                        format!("{src:?} is {what}, not a file inside a mount of bucket {:?}", bcx.name),
+                        format!(
+                            "{src:?} is {what}, not a file inside a mount of bucket {:?}",
+                            bcx.name
+                        ),
                     );
                     return false;
                 }
@@ -167,6 +170,11 @@ fn task(cx: &mut Ctx, t: &RawTask, tp: &str, bcx: &BucketCtx, env: &Env, active:
                 cx.err(
                     &fp,
                     format!("{p:?}: an HTTP function path must start with / (use {{\"exec\": […]}} to run a program)"),
+                );
+            } else if p.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                cx.err(
+                    &fp,
+                    format!("{p:?}: an HTTP function path must not contain spaces or control characters (it becomes part of a URL)"),
                 );
             } else if !env.has_function_base_url {
                 cx.err(

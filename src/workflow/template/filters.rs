@@ -196,7 +196,11 @@ mod shared_lists {
     fn item_has_exactly_the_checkers_fields() {
         let t = Templates::new();
         let out = t
-            .render_arg("{% for k in item %}{{ k }} {% endfor %}", &Item::default(), "/s")
+            .render_arg(
+                "{% for k in item %}{{ k }} {% endfor %}",
+                &Item::default(),
+                "/s",
+            )
             .expect("renders");
         let mut got: Vec<&str> = out.split_whitespace().collect();
         got.sort_unstable();
@@ -227,7 +231,11 @@ mod shared_lists {
         let t = Templates::new();
         t.render_path(&src, &item, "/in", None).expect("renders");
         // And the checker's rejections fail at render time too.
-        for bad in ["/o/{{ item.nmae }}", "/o/{{ item.path | basenme }}", "/o/{{ itme.path }}"] {
+        for bad in [
+            "/o/{{ item.nmae }}",
+            "/o/{{ item.path | basenme }}",
+            "/o/{{ itme.path }}",
+        ] {
             assert!(!check_names(bad).is_empty(), "{bad}");
             assert!(t.render_path(bad, &item, "/in", None).is_err(), "{bad}");
         }
