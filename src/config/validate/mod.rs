@@ -385,3 +385,69 @@ fn check_executable(cx: &mut Ctx, active: bool, path: &str, file: &str, what: &s
         Err(e) => cx.env(active, path, format!("cannot access {what} {file}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_paths() {
+        assert_eq!(lexical("/a//b/./c/").as_deref(), Some("/a/b/c"));
+        assert_eq!(lexical("/a/../../b").as_deref(), Some("/b"));
+        assert_eq!(lexical("/").as_deref(), Some("/"));
+        assert_eq!(lexical("a/b"), None);
+    }
+
+    #[test]
+    fn state_dir_overlaps() {
+        assert_eq!(state_dir_overlap("/srv/up", "/srv/up"), Some("is"));
+        assert_eq!(
+            state_dir_overlap("/srv/up", "/srv/up/.st"),
+            Some("contains")
+        );
+        assert_eq!(
+            state_dir_overlap("/", "/var/lib/storgate"),
+            Some("contains")
+        );
+        assert_eq!(
+            state_dir_overlap("/var/lib/storgate/x", "/var/lib/storgate"),
+            Some("lies inside")
+        );
+        assert_eq!(state_dir_overlap("/srv/up", "/srv/upstate"), None);
+        // Through a symlink: the link names the origin, the state is inside.
+        let d = tempfile::tempdir().expect("tempdir");
+        let real = d.path().join("real");
+        std::fs::create_dir_all(real.join("state")).expect("mkdir");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+        assert_eq!(
+            state_dir_overlap(&s(&link), &s(&real.join("state"))),
+            Some("contains")
+        );
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let mut cx = Ctx::default();
+        let d = Duration::from_secs(7);
+        let p = "t";
+        assert_eq!(
+            seconds(&mut cx, Some(86_400.0), p, d, false),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            seconds(&mut cx, Some(0.5), p, d, false),
+            Duration::from_millis(500)
+        );
+        assert!(cx.errors.is_empty());
+        for bad in [1e19, 86_400.001, f64::MAX, -0.5, f64::NAN, f64::INFINITY] {
+            assert_eq!(seconds(&mut cx, Some(bad), p, d, true), d, "{bad}");
+        }
+        assert_eq!(cx.errors.len(), 6);
+        assert_eq!(
+            cx.errors[0].to_string(),
+            "t: 1e19 seconds is more than the maximum of 86400 (one day)"
+        );
+    }
+}
