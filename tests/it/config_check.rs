@@ -1212,6 +1212,40 @@ mod refused {
     }
 
     #[test]
+    fn other_values_that_would_fail_at_run_time() {
+        let s = Scratch::new();
+        let long = "n".repeat(256);
+        let mut v = s.base();
+        set(&mut v, "/buckets/0/name", json!(long));
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([{"function": "/resize image", "savePath": "/out/a"}]),
+        );
+        set(
+            &mut v,
+            "/aws_s3",
+            json!([{"name": "s3", "bucket": "x", "region": "", "endpoint": "http://127.0.0.1:99999"}]),
+        );
+        set(
+            &mut v,
+            "/distribution",
+            json!({"leader": {"url": format!("file:///shared/{long}")}}),
+        );
+        refuses(
+            &s,
+            &v,
+            &[
+                "aws_s3[0].endpoint: \"http://127.0.0.1:99999\" has a bad port \"99999\" (use 1–65535)".into(),
+                "aws_s3[0].region: \"\" is not a region name (such as us-east-1)".into(),
+                format!("distribution.leader.url: \"file:///shared/{long}\" has a component of 256 bytes (\"{}\"…); a file name is at most 255 bytes", "n".repeat(16)),
+                "buckets[0].name: is 256 bytes long; a bucket name (a directory of the mount) is at most 255 bytes".into(),
+                "buckets[0].workflows[0].tasks[0].function: \"/resize image\": an HTTP function path must not contain spaces or control characters (it becomes part of a URL)".into(),
+            ],
+        );
+    }
+
+    #[test]
     fn a_config_that_is_not_utf8_is_located_by_line_and_column() {
         let s = Scratch::new();
         let p = s.write(

@@ -42,6 +42,14 @@ pub(super) fn s3_endpoint(
     {
         cx.err(&join_key(p, "endpoint"), m);
     }
+    if let Some(region) = &r.region
+        && (region.is_empty() || region.contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
+        cx.err(
+            &join_key(p, "region"),
+            format!("{region:?} is not a region name (such as us-east-1)"),
+        );
+    }
     if r.access_key_id.is_some() != r.secret_access_key.is_some() {
         cx.err(p, "accessKeyId and secretAccessKey must be given together");
     }

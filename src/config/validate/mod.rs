@@ -312,11 +312,27 @@ fn http_url(u: &str) -> Result<(), ConfigError> {
         .or_else(|| u.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
-            Ok(())
+            port_problem(r).map_or(Ok(()), |m| Err(ConfigError::value(format!("{u:?} {m}"))))
         }
         _ => Err(ConfigError::value(format!(
             "{u:?} is not an http:// or https:// URL"
         ))),
+    }
+}
+
+/// What is wrong with the port of a URL's authority (`rest` is the URL after
+/// `scheme://`), if anything: every request to it would fail.
+fn port_problem(rest: &str) -> Option<String> {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match host_port.strip_prefix('[') {
+        // `[v6 address]:port`
+        Some(v6) => v6.split_once(']').map(|(_, p)| p.strip_prefix(':'))?,
+        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    }?;
+    match port.parse::<u16>() {
+        Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => None,
+        _ => Some(format!("has a bad port {port:?} (use 1–65535)")),
     }
 }
 
@@ -389,6 +405,33 @@ fn check_executable(cx: &mut Ctx, active: bool, path: &str, file: &str, what: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_and_ports() {
+        for ok in [
+            "http://h",
+            "https://h:443/x",
+            "http://u:p@h:9000",
+            "http://[::1]:9000/a",
+            "http://[::1]",
+            "http://h/a:b",
+        ] {
+            assert!(http_url(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            http_url("http://h:99999/x").unwrap_err().to_string(),
+            "\"http://h:99999/x\" has a bad port \"99999\" (use 1–65535)"
+        );
+        for bad in [
+            "http://h:",
+            "http://h:0",
+            "http://h:+80",
+            "http://[::1]:x",
+            "http://h:8a",
+        ] {
+            assert!(http_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn lexical_paths() {
