@@ -41,6 +41,21 @@ fn parser() -> CronParser {
         .build()
 }
 
+/// How far ahead a schedule must fire at least once: two leap days, so that
+/// `0 0 29 2 *` passes while `0 0 30 2 *` (valid fields, no such date) does
+/// not.
+const HORIZON_YEARS: i32 = 8;
+
+/// Whether `cron` matches some time within `years` years after `from`.
+fn fires_within_years(cron: &Cron, from: chrono::DateTime<chrono::Utc>, years: i32) -> bool {
+    use chrono::Datelike;
+    let limit = from
+        .with_year(from.year() + years)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    cron.find_next_occurrence(&from, false)
+        .is_ok_and(|next| next <= limit)
+}
+
 /// Parses a schedule; the error message is meant to follow `schedule: `.
 pub fn parse(expr: &str) -> Result<Schedule, ConfigError> {
     let t = expr.trim();
@@ -60,10 +75,17 @@ pub fn parse(expr: &str) -> Result<Schedule, ConfigError> {
         }
     }
     match parser().parse(t) {
-        Ok(cron) => Ok(Schedule {
-            expr: expr.to_string(),
-            cron,
-        }),
+        Ok(cron) => {
+            if !fires_within_years(&cron, chrono::Utc::now(), HORIZON_YEARS) {
+                return Err(ConfigError::value(format!(
+                    "bad cron expression {expr:?}: it never fires (no date in the next {HORIZON_YEARS} years matches)"
+                )));
+            }
+            Ok(Schedule {
+                expr: expr.to_string(),
+                cron,
+            })
+        }
         Err(e) => Err(ConfigError::value(format!(
             "bad cron expression {expr:?}: {e}"
         ))),
@@ -165,6 +187,22 @@ mod tests {
         assert!(matches(e, at(2024, 3, 4, 0, 0))); // Monday the 4th (even day)
         assert!(matches(e, at(2024, 3, 7, 0, 0))); // Thursday the 7th (odd day)
         assert!(!matches(e, at(2024, 3, 6, 0, 0))); // Wednesday the 6th
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused() {
+        for e in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "0 0 31 6,9,11 *"] {
+            let m = parse(e).unwrap_err().to_string();
+            assert!(m.contains("it never fires"), "{e}: {m}");
+        }
+        // Rare but real: leap days, the 31st of some months, a weekday
+        // OR a day of month that does not exist.
+        for e in ["0 0 29 2 *", "0 0 31 1-12 *", "0 0 30 2 1", "0 12 13 * 5"] {
+            assert!(parse(e).is_ok(), "{e}");
+        }
+        let cron = parse("0 0 29 2 *").expect("parses").cron;
+        assert!(fires_within_years(&cron, at(2025, 3, 1, 0, 0), 8));
+        assert!(!fires_within_years(&cron, at(2025, 3, 1, 0, 0), 2));
     }
 
     #[test]

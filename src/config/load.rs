@@ -84,6 +84,24 @@ impl Read for OneByte<'_> {
     }
 }
 
+/// The text of a config file, or where its first byte that is not UTF-8
+/// sits, as `line L, column C` (characters, 1-based) like syntax errors.
+pub(crate) fn decode(bytes: Vec<u8>) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        // The prefix up to `at` is valid UTF-8 by definition.
+        let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        ConfigError {
+            path: format!("line {line}, column {column}"),
+            message: format!("not UTF-8 text (byte 0x{:02x})", bytes[at]),
+        }
+    })
+}
+
 /// serde_json counts columns in bytes; users count characters.
 fn char_column(src: &str, line: usize, byte_col: usize) -> usize {
     let Some(text) = src.split('\n').nth(line.saturating_sub(1)) else {
@@ -361,6 +379,27 @@ mod tests {
             e.to_string(),
             "line 1, column 12: invalid JSON: EOF while parsing a string"
         );
+    }
+
+    #[test]
+    fn not_utf8_is_located_by_line_and_column() {
+        let e = decode(b"{\n  \"a\": \"\xc3\xa9\xff\"\n}".to_vec()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 10: not UTF-8 text (byte 0xff)"
+        );
+        let e = decode(b"\xfe".to_vec()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1, column 1: not UTF-8 text (byte 0xfe)"
+        );
+        // A sequence cut short at the end of the file.
+        let e = decode(b"{}\n\xe2\x82".to_vec()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 1: not UTF-8 text (byte 0xe2)"
+        );
+        assert_eq!(decode(b"{}".to_vec()).ok().as_deref(), Some("{}"));
     }
 
     #[test]

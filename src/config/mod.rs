@@ -15,8 +15,9 @@
 //!
 //! Error paths are JSON paths relative to the inner object (the one holding
 //! `buckets`), e.g. `buckets[0].events.onBatch[1].schedule`, whether or not
-//! the file uses the envelope. JSON syntax errors are located as
-//! `line L, column C` (characters, 1-based) of the original file.
+//! the file uses the envelope. JSON syntax errors, and a file that is not
+//! UTF-8, are located as `line L, column C` (characters, 1-based) of the
+//! original file.
 //!
 //! `mountPoint: "/"` is the same as `null`/absent: a root mount.
 
@@ -59,15 +60,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        vec![ConfigError {
-            path: path.display().to_string(),
-            message: format!(
-                "not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        }]
-    })?;
+    let text = load::decode(bytes).map_err(|e| vec![e])?;
     load_str(&text)
 }
 

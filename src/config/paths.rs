@@ -3,6 +3,24 @@
 
 use super::ConfigError;
 
+/// Longest file name component, in bytes (Linux `NAME_MAX`): a longer
+/// literal component can never be created or matched.
+pub(crate) const NAME_MAX: usize = 255;
+
+/// The message for a component of `len` bytes starting with `c`: the first
+/// characters only, so that the line stays readable.
+pub(crate) fn too_long_message(c: &str, len: usize) -> String {
+    let head: String = c.chars().take(16).collect();
+    format!("has a component of {len} bytes ({head:?}…); a file name is at most {NAME_MAX} bytes")
+}
+
+/// The first component of `p` longer than [`NAME_MAX`], as its message.
+pub(crate) fn long_component(p: &str) -> Option<String> {
+    p.split('/')
+        .find(|c| c.len() > NAME_MAX)
+        .map(|c| too_long_message(c, c.len()))
+}
+
 /// `base.key`, or `base["odd key"]` for keys that are not plain identifiers.
 pub(crate) fn join_key(base: &str, key: &str) -> String {
     let plain = !key.is_empty()
@@ -53,6 +71,9 @@ pub(crate) fn normalize_bucket_path(p: &str) -> Result<String, ConfigError> {
         if c.contains('\0') {
             return Err(ConfigError::value(format!("{p:?} contains a NUL byte")));
         }
+        if c.len() > NAME_MAX {
+            return Err(ConfigError::value(too_long_message(c, c.len())));
+        }
         out.push('/');
         out.push_str(c);
     }
@@ -99,5 +120,11 @@ mod tests {
         assert!(is_under("/a", "/a"));
         assert!(!is_under("/ab", "/a"));
         assert!(is_under("/x", "/"));
+        let long = format!("/a/{}/b", "x".repeat(256));
+        let e = normalize_bucket_path(&long).unwrap_err().to_string();
+        assert!(e.starts_with("has a component of 256 bytes"), "{e}");
+        assert!(normalize_bucket_path(&format!("/a/{}", "x".repeat(255))).is_ok());
+        assert!(long_component(&long).is_some());
+        assert!(long_component("/a/b").is_none());
     }
 }

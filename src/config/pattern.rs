@@ -152,6 +152,30 @@ fn fnmatch_to_regex(pat: &str) -> String {
 
 /// The index of the `]` closing a set whose contents start at `i` (right
 /// after `[`): a leading `!`, then a leading `]`, are members, not the end.
+/// The fewest characters a name matching glob `pat` has: each character,
+/// `?` and `[set]` is one, `*` none. Names are at most 255 bytes, hence at
+/// most 255 characters as the patterns see them (each byte that is not UTF-8
+/// is one character), so a glob needing more can never match.
+pub(crate) fn glob_min_chars(pat: &str) -> usize {
+    let chars: Vec<char> = pat.chars().collect();
+    let mut n = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => {}
+            '[' => {
+                if let Some(j) = set_end(&chars, i + 1) {
+                    i = j;
+                }
+                n += 1;
+            }
+            _ => n += 1,
+        }
+        i += 1;
+    }
+    n
+}
+
 fn set_end(chars: &[char], i: usize) -> Option<usize> {
     let mut j = i;
     if chars.get(j) == Some(&'!') {
@@ -212,6 +236,16 @@ fn push_set(out: &mut String, stuff: &[char]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_minimum_length() {
+        assert_eq!(glob_min_chars("*.jpg"), 4);
+        assert_eq!(glob_min_chars("a?[bc]*[!x]"), 4);
+        assert_eq!(glob_min_chars("[]]"), 1);
+        assert_eq!(glob_min_chars("[abc"), 4);
+        assert_eq!(glob_min_chars("é*"), 1);
+        assert_eq!(glob_min_chars(""), 0);
+    }
 
     fn glob(p: &str) -> Result<Pattern, String> {
         compile(p, false).map_err(|e| e.to_string())

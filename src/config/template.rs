@@ -1,12 +1,27 @@
 //! Static checks of the minijinja templates a config contains (`savePath`,
 //! `onComplete.src.path`, `exec` arguments): syntax with minijinja's own
-//! parser, plus the shape checks that can be done without rendering
-//! (absolute path, literal `..` components, `#N` capture references, the
-//! literal directory prefix that decides whether a path can reach a mount).
+//! parser, the names a template uses (variables, filters, tests) against
+//! what the renderer provides, plus the shape checks that can be done
+//! without rendering (absolute path, literal `..` components, over-long
+//! literal components, `#N` capture references, the literal directory prefix
+//! that decides whether a path can reach a mount).
 //!
-//! Filters (`basename`, `dirname`, `relpath`, `rsplit`, `splitext`) are looked
-//! up by minijinja only when a template renders, so they play no part here;
-//! the workflow module registers them.
+//! # Names
+//!
+//! Every template is rendered with the variables [`TEMPLATE_VARIABLES`]
+//! (`item` with the attributes [`ITEM_FIELDS`] of SPEC §5.2, and
+//! `source_dir`), minijinja's global functions (`range`, `dict`, …), and the
+//! filters [`STORGATE_FILTERS`] next to minijinja's built-in ones. The lists
+//! live here, below the workflow module, so that the checker and the renderer
+//! share them: the renderer registers exactly [`STORGATE_FILTERS`] and its
+//! tests assert that its item value has exactly [`ITEM_FIELDS`]. The names a
+//! template uses come from minijinja's own parser
+//! (`Template::undeclared_variables(true)`: `item.nmae` as written). Filter
+//! and test names are found with the small tokenizer below (minijinja has no
+//! API listing them); whether minijinja has a built-in one of that name is
+//! asked of minijinja itself, so the answer follows its Cargo features.
+//!
+//! # Subscripted filter results
 //!
 //! The spec's templates subscript a filter's result directly
 //! (`item.path | basename | rsplit('.', 1)[0]`, Nunjucks style), which
@@ -17,10 +32,7 @@
 //! Why a tokenizer of our own, next to minijinja's parser: the rewrite must
 //! happen on the source text *before* minijinja parses it (minijinja rejects
 //! the unrewritten form), and minijinja exposes neither its lexer nor a way to
-//! hook its parser. Everything else — syntax, and the names a template uses
-//! (`Template::undeclared_variables`, should a check ever want them) — is
-//! minijinja's own. No check here scans for variables: strict undefined
-//! behaviour at render time reports a misspelt name.
+//! hook its parser.
 
 use minijinja::Environment;
 
@@ -53,6 +65,200 @@ pub(crate) fn check_syntax(src: &str) -> Result<(), TemplateSyntaxError> {
             Err(TemplateSyntaxError { what, source: e })
         }
     }
+}
+
+/// The filters storgate adds to minijinja's (SPEC §5.1). The renderer
+/// registers exactly these.
+pub const STORGATE_FILTERS: [&str; 5] = ["basename", "dirname", "relpath", "rsplit", "splitext"];
+
+/// The top-level variables every template is rendered with (SPEC §5.1).
+pub const TEMPLATE_VARIABLES: [&str; 2] = ["item", "source_dir"];
+
+/// The attributes of `item` (SPEC §5.2). All are strings or numbers, which
+/// have no attributes of their own.
+pub const ITEM_FIELDS: [&str; 13] = [
+    "path", "filename", "dirname", "state", "size", "owner", "group", "mode", "mtime", "atime",
+    "ctime", "inode", "hits",
+];
+
+/// Whether minijinja (as built here) has a built-in filter `name`. Asked by
+/// applying it to nothing: an unknown filter is its own error kind, a known
+/// one only complains about its missing argument.
+fn builtin_filter(env: &Environment, name: &str) -> bool {
+    !matches!(
+        env.empty_state().apply_filter(name, &[]),
+        Err(e) if e.kind() == minijinja::ErrorKind::UnknownFilter
+    )
+}
+
+/// Whether minijinja has a test `name` (`x is odd`); asked as for filters.
+fn builtin_test(env: &Environment, name: &str) -> bool {
+    !matches!(
+        env.empty_state().perform_test(name, &[]),
+        Err(e) if e.kind() == minijinja::ErrorKind::UnknownTest
+    )
+}
+
+/// ` (did you mean `x`?)` for the closest of `known`, if it is close.
+fn suggestion<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let best = known
+        .into_iter()
+        .map(|k| (super::raw::edit_distance(name, k), k))
+        .min();
+    match best {
+        Some((d, k)) if d <= 2 && d < name.len() => format!(" (did you mean `{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// The problems with the names a template uses: unknown variables, `item`
+/// attributes, filters and tests. A template with a syntax error gives none
+/// here ([`check_syntax`] reports it). Messages are sorted for stable output.
+pub(crate) fn check_names(src: &str) -> Vec<String> {
+    let env = Environment::new();
+    let prepared = prepare(src);
+    let Ok(t) = env.template_from_str(&prepared) else {
+        return Vec::new();
+    };
+    let globals: Vec<&str> = env.globals().map(|(n, _)| n).collect();
+    let mut roots: Vec<&str> = TEMPLATE_VARIABLES.to_vec();
+    roots.extend(&globals);
+    let mut out = Vec::new();
+    let mut used: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+    used.sort();
+    for name in used {
+        let mut parts = name.split('.');
+        let root = parts.next().unwrap_or_default();
+        let attr = parts.next();
+        let deeper = parts.next();
+        if !roots.contains(&root) {
+            out.push(format!(
+                "unknown variable `{root}`{} (templates get {})",
+                suggestion(root, TEMPLATE_VARIABLES),
+                TEMPLATE_VARIABLES.join(" and ")
+            ));
+            continue;
+        }
+        if globals.contains(&root) {
+            continue;
+        }
+        match (root, attr, deeper) {
+            ("item", Some(a), _) if !ITEM_FIELDS.contains(&a) => out.push(format!(
+                "unknown variable `item.{a}`{} (item has {})",
+                suggestion(a, ITEM_FIELDS),
+                ITEM_FIELDS.join(", ")
+            )),
+            ("item", Some(a), Some(d)) => out.push(format!(
+                "unknown variable `item.{a}.{d}` (item.{a} is a string or number, without attributes)"
+            )),
+            ("source_dir", Some(a), _) => out.push(format!(
+                "unknown variable `source_dir.{a}` (source_dir is a string, without attributes)"
+            )),
+            _ => {}
+        }
+    }
+    let mut filters = Vec::new();
+    let mut tests = Vec::new();
+    for body in code_blocks(src) {
+        let t = tokens(body);
+        let word = |k: usize| match t.get(k) {
+            Some((Tok::Word, a, b)) => Some(&body[*a..*b]),
+            _ => None,
+        };
+        let first = t
+            .iter()
+            .position(|x| !matches!(x.0, Tok::Punct(b'-' | b'+')))
+            .unwrap_or(0);
+        for k in 0..t.len() {
+            let after_dot = k > 0 && t[k - 1].0 == Tok::Punct(b'.');
+            if t[k].0 == Tok::Punct(b'|') {
+                filters.extend(word(k + 1));
+            } else if k == first && word(k) == Some("filter") {
+                // `{% filter name %}…{% endfilter %}`.
+                filters.extend(word(k + 1));
+            } else if word(k) == Some("is") && !after_dot {
+                let n = if word(k + 1) == Some("not") {
+                    k + 2
+                } else {
+                    k + 1
+                };
+                tests.extend(word(n));
+            }
+        }
+    }
+    filters.sort_unstable();
+    filters.dedup();
+    for f in filters {
+        if !STORGATE_FILTERS.contains(&f) && !builtin_filter(&env, f) {
+            out.push(format!(
+                "unknown filter `{f}`{} (storgate adds {} to minijinja's built-in filters)",
+                suggestion(f, STORGATE_FILTERS),
+                STORGATE_FILTERS.join(", ")
+            ));
+        }
+    }
+    tests.sort_unstable();
+    tests.dedup();
+    for name in tests {
+        if !builtin_test(&env, name) {
+            out.push(format!("unknown test `{name}` (after `is`)"));
+        }
+    }
+    out
+}
+
+/// The bodies of the `{{ … }}` and `{% … %}` blocks of a template, as
+/// minijinja's lexer delimits them; `{# … #}` comments and the content of
+/// `{% raw %}` are text, not code.
+fn code_blocks(src: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    loop {
+        let open = rest
+            .find("{{")
+            .into_iter()
+            .chain(rest.find("{%"))
+            .chain(rest.find("{#"))
+            .min();
+        let Some(open) = open else {
+            return out;
+        };
+        let kind = rest.as_bytes()[open + 1];
+        let body = &rest[open + 2..];
+        let end = match kind {
+            b'#' => body.find("#}"),
+            b'{' => block_end(body, "}}"),
+            _ => block_end(body, "%}"),
+        };
+        let Some(end) = end else {
+            return out;
+        };
+        let code = &body[..end];
+        rest = &body[end + 2..];
+        if kind == b'%' && tag_name(code) == "raw" {
+            // Skip to the end of the first `{% endraw %}`.
+            loop {
+                let Some(p) = rest.find("{%") else {
+                    return out;
+                };
+                let tail = &rest[p + 2..];
+                let Some(e) = tail.find("%}") else {
+                    return out;
+                };
+                rest = &tail[e + 2..];
+                if tag_name(&tail[..e]) == "endraw" {
+                    break;
+                }
+            }
+        } else if kind != b'#' {
+            out.push(code);
+        }
+    }
+}
+
+/// The body of a `{% … %}` tag without its whitespace-control marks.
+fn tag_name(code: &str) -> &str {
+    code.trim_matches(|c: char| c == '-' || c == '+' || c.is_ascii_whitespace())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +501,16 @@ pub(crate) fn has_literal_dotdot(src: &str) -> bool {
     literal_skeleton(src).split('/').any(|c| c == "..")
 }
 
+/// The length of the first literal run of text longer than `max` bytes
+/// inside one path component of the template: whatever the dynamic parts
+/// render, that component is longer still (no file name can be).
+pub(crate) fn long_literal_component(src: &str, max: usize) -> Option<usize> {
+    literal_skeleton(src)
+        .split(['/', '\0'])
+        .map(str::len)
+        .find(|&n| n > max)
+}
+
 /// Whether the rendered result can be an absolute path: the template starts
 /// with `/` or with a dynamic part (whose value is only known at run time).
 pub(crate) fn can_be_absolute(src: &str) -> bool {
@@ -404,6 +620,92 @@ mod tests {
             .render(minijinja::context! { item => minijinja::context! { path => "/up/dir/sample.jpg" }, source_dir => "/up" })
             .expect("renders");
         assert_eq!(out, "/dir/sample_m.jpg");
+    }
+
+    #[test]
+    fn names() {
+        let ok = [
+            "/a/{{ item.path }}/{{ item.filename | upper }}-{{ source_dir | basename }}",
+            "/a/{{ item.path | basename | rsplit('.', 1)[0] }}_m.{{ item.path | splitext | last }}",
+            "/a/{% for p in item.path | relpath(source_dir) | dirname | split('/') %}{{ loop.index }}{{ p }}{% endfor %}",
+            "/a/{% set n = namespace(x=1) %}{{ n.x }}{{ range(3) | join(',') }}{{ dict(a=1).a }}",
+            "/a/{% if item.size is not odd and item.mode is string %}{{ item.hits }}{% endif %}",
+            "/a/{%- filter lower -%}X{%- endfilter -%}",
+            "/a/{% raw %}{{ item.nmae | basenme }}{% endraw %}{# {{ x | y }} #}",
+            "/a/{{ 'a | basenme' }}{{ item['path'] }}",
+            "/a/#1/{{ item.inode }}{{ item.ctime }}{{ item.atime }}{{ item.mtime }}{{ item.owner }}{{ item.group }}{{ item.state }}{{ item.dirname }}",
+        ];
+        for t in ok {
+            assert_eq!(check_names(t), Vec::<String>::new(), "{t}");
+        }
+        let bad: [(&str, &[&str]); 7] = [
+            (
+                "/a/{{ item.nmae }}",
+                &[
+                    "unknown variable `item.nmae` (item has path, filename, dirname, state, size, owner, group, mode, mtime, atime, ctime, inode, hits)",
+                ],
+            ),
+            (
+                "/a/{{ item.path | basenme }}",
+                &[
+                    "unknown filter `basenme` (did you mean `basename`?) (storgate adds basename, dirname, relpath, rsplit, splitext to minijinja's built-in filters)",
+                ],
+            ),
+            (
+                "/a/{{ itme.path }}",
+                &[
+                    "unknown variable `itme` (did you mean `item`?) (templates get item and source_dir)",
+                ],
+            ),
+            (
+                "/a/{{ item.path.upper() }}",
+                &[
+                    "unknown variable `item.path.upper` (item.path is a string or number, without attributes)",
+                ],
+            ),
+            (
+                "/a/{{ source_dir.x }}",
+                &["unknown variable `source_dir.x` (source_dir is a string, without attributes)"],
+            ),
+            (
+                "/a/{% if item.size is od %}x{% endif %}",
+                &["unknown test `od` (after `is`)"],
+            ),
+            (
+                "/a/{% filter shout %}x{% endfilter %}{{ x }}",
+                &[
+                    "unknown variable `x` (templates get item and source_dir)",
+                    "unknown filter `shout` (storgate adds basename, dirname, relpath, rsplit, splitext to minijinja's built-in filters)",
+                ],
+            ),
+        ];
+        for (t, want) in bad {
+            assert_eq!(check_names(t), want.to_vec(), "{t}");
+        }
+        // A syntax error is check_syntax's to report.
+        assert!(check_names("/a/{{ item.nmae ").is_empty());
+    }
+
+    #[test]
+    fn long_literal_components() {
+        let long = "x".repeat(256);
+        assert_eq!(
+            long_literal_component(&format!("/a/{long}/b"), 255),
+            Some(256)
+        );
+        assert_eq!(
+            long_literal_component(&format!("/a/{{{{ item.filename }}}}{long}"), 255),
+            Some(256)
+        );
+        assert_eq!(
+            long_literal_component(&format!("/a/{}", "x".repeat(255)), 255),
+            None
+        );
+        // Long text inside an expression is not a literal component.
+        assert_eq!(
+            long_literal_component(&format!("/a/{{{{ '{long}' | basename }}}}"), 255),
+            None
+        );
     }
 
     #[test]

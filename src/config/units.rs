@@ -2,9 +2,16 @@
 //! `find` style: an optional leading `-` ("at most" instead of "at least"),
 //! digits, and one optional unit letter. Sizes: `b k m g t` (1024-based, no
 //! unit = bytes). Ages: `s m h d w` (no unit = seconds). Units are lower-case
-//! only, as in Ansible.
+//! only, as in Ansible. Also the bound of every duration ([`MAX_SECONDS`]).
 
 use super::ConfigError;
+
+/// The largest number of seconds any duration of the config may be (task
+/// and S3 timeouts, TTLs, the leader term): one day. Far beyond any sensible
+/// value, and far below what a `Duration` added to `Instant::now()` (timers,
+/// HTTP clients) can hold; code handing a configured duration to such a
+/// client may clamp to it.
+pub const MAX_SECONDS: u64 = 86_400;
 
 /// A size bound: `"1m"` = at least 1 MiB, `"-1m"` = at most 1 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

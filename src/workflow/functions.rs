@@ -106,7 +106,11 @@ pub(crate) fn http_errno(e: &ureq::Error) -> Errno {
 /// the spec treats anything but 2xx as a failure.
 pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
+        // ureq adds the timeout to `Instant::now()` and panics on overflow;
+        // the config bounds it, this keeps any other caller safe too.
+        .timeout_global(Some(
+            timeout.min(Duration::from_secs(crate::config::units::MAX_SECONDS)),
+        ))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()

@@ -801,3 +801,493 @@ fn throttling_values_are_repaired_with_a_warning() {
         assert_eq!(got, *expected, "warnings of {json}");
     }
 }
+
+/// Issue 11 item 8: what `storgate check` (the real binary) and `storgate
+/// mount` refuse, each problem on its own line with its JSON path, exit 2.
+mod refused {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use serde_json::{Value, json};
+
+    use crate::common::storgate_bin;
+
+    /// A scratch tree: `in/`, `out/`, `root/` origins and `state/`.
+    struct Scratch {
+        dir: tempfile::TempDir,
+    }
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for d in ["in", "out", "root", "state"] {
+                std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+            }
+            Scratch { dir }
+        }
+
+        fn path(&self, rel: &str) -> String {
+            self.dir.path().join(rel).display().to_string()
+        }
+
+        /// A valid config: a root mount, `/in` and `/out` (hidden), one
+        /// workflow with one task, a post onPut and one enabled onBatch.
+        fn base(&self) -> Value {
+            json!({
+                "stateDir": self.path("state"),
+                "functionBaseUrl": "http://127.0.0.1:9",
+                "throttling": {"enable": false},
+                "buckets": [{
+                    "name": "b",
+                    "mounts": [
+                        {"originPath": self.path("root")},
+                        {"mountPoint": "/in", "originPath": self.path("in")},
+                        {"mountPoint": "/out", "originPath": self.path("out"), "expose": false}
+                    ],
+                    "workflows": [{
+                        "name": "w",
+                        "tasks": [{"savePath": "/out/{{ item.filename }}"}]
+                    }],
+                    "events": {
+                        "onPut": {"enable": true, "trigger": {"workflow": "w"}},
+                        "onBatch": [{
+                            "enable": true, "path": "/in", "schedule": "*/5 * * * *",
+                            "trigger": {"workflow": "w"}
+                        }]
+                    }
+                }]
+            })
+        }
+
+        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let p = self.dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write config");
+            p
+        }
+
+        fn write_json(&self, v: &Value) -> PathBuf {
+            self.write("c.json", v.to_string().as_bytes())
+        }
+    }
+
+    /// Sets the value at JSON pointer `ptr` (its parent must exist).
+    fn set(v: &mut Value, ptr: &str, x: Value) {
+        let (parent, key) = ptr.rsplit_once('/').expect("a pointer");
+        match v.pointer_mut(parent) {
+            Some(Value::Object(m)) => {
+                m.insert(key.to_string(), x);
+            }
+            Some(Value::Array(a)) => {
+                a[key.parse::<usize>().expect("an index")] = x;
+            }
+            _ => panic!("no {parent} in the base config"),
+        }
+    }
+
+    /// `storgate check --config p`: exit code, stdout, stderr.
+    fn check(p: &Path) -> (i32, String, String) {
+        let out = Command::new(storgate_bin())
+            .args(["check", "--config"])
+            .arg(p)
+            .output()
+            .expect("run storgate check");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs check on `v`; asserts exit 2 and exactly the `want` lines, then
+    /// the `N problem(s)` trailer.
+    fn refuses(s: &Scratch, v: &Value, want: &[String]) {
+        let p = s.write_json(v);
+        let (code, out, err) = check(&p);
+        assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+        let n = want.len();
+        let mut lines: Vec<String> = want.to_vec();
+        lines.push(format!(
+            "{}: {n} problem{}",
+            p.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+        assert_eq!(err.lines().collect::<Vec<_>>(), lines, "stderr:\n{err}");
+    }
+
+    #[test]
+    fn the_base_config_and_every_known_template_name_pass() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        let fields = [
+            "path", "filename", "dirname", "state", "size", "owner", "group", "mode", "mtime",
+            "atime", "ctime", "inode", "hits",
+        ]
+        .map(|f| format!("{{{{ item.{f} }}}}"))
+        .join("-");
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([
+                {"savePath": format!("/out/{fields}")},
+                {"savePath": "/{{ item.path | relpath(source_dir) | dirname }}/{{ item.path | basename | rsplit('.', 1)[0] }}_m.{{ item.path | basename | rsplit('.', 1)[-1] }}"},
+                {"savePath": "/out/{{ (item.path | splitext)[1] | lower | replace('.', '') | default('x') }}{% for i in range(2) %}{{ loop.index }}{% endfor %}{% if item.size is odd %}o{% endif %}"},
+                {"savePath": "/out/#1/{{ item.filename | rsplit(sep='.', maxsplit=1) | first }}", "pathPattern": "^/in/([^/]+)/"},
+                {"function": {"exec": ["/bin/sh", "-c", "cat", "{{ item.path | basename }}", "#123456", "{{ source_dir }}"]}, "savePath": "/out/x"},
+                {"function": "/resize", "savePath": "/out/y", "timeout": 86400}
+            ]),
+        );
+        set(
+            &mut v,
+            "/buckets/0/events/onBatch/0/schedule",
+            json!("0 0 29 2 *"),
+        );
+        let (code, out, err) = check(&s.write_json(&v));
+        assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(err.is_empty(), "{err}");
+    }
+
+    #[test]
+    fn mount_configs_examples_pass_check() {
+        // The examples name directories under /srv/storgate-demo; what only
+        // this machine lacks (missing directories) is not our concern here,
+        // every other problem is.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-configs");
+        for e in std::fs::read_dir(&dir).expect("mount-configs") {
+            let p = e.expect("entry").path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let (code, _, err) = check(&p);
+            let other: Vec<&str> = err
+                .lines()
+                .filter(|l| {
+                    !l.contains("does not exist")
+                        && !l.contains(" problem")
+                        && !l.starts_with("warning: ")
+                })
+                .collect();
+            assert!(other.is_empty(), "{}: {other:?}", p.display());
+            assert!(
+                code == 0 || err.contains("does not exist"),
+                "{}: {err}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_variable_or_filter_in_a_template() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([
+                {"savePath": "/out/{{ item.nmae }}"},
+                {"savePath": "/out/{{ item.path | basenme }}"},
+                {"function": {"exec": ["/bin/cat", "{{ itme.path }}", "{{ item.size | shout }}"]}, "savePath": "/out/x"}
+            ]),
+        );
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/onComplete",
+            json!({"src": {"op": "move", "path": "/out/{% if item.size is od %}a{% endif %}"}}),
+        );
+        let item_has = "item has path, filename, dirname, state, size, owner, group, mode, mtime, atime, ctime, inode, hits";
+        let adds = "storgate adds basename, dirname, relpath, rsplit, splitext to minijinja's built-in filters";
+        refuses(
+            &s,
+            &v,
+            &[
+                format!("buckets[0].workflows[0].tasks[0].savePath: unknown variable `item.nmae` ({item_has})"),
+                format!("buckets[0].workflows[0].tasks[1].savePath: unknown filter `basenme` (did you mean `basename`?) ({adds})"),
+                "buckets[0].workflows[0].tasks[2].function.exec[1]: unknown variable `itme` (did you mean `item`?) (templates get item and source_dir)".into(),
+                format!("buckets[0].workflows[0].tasks[2].function.exec[2]: unknown filter `shout` ({adds})"),
+                "buckets[0].workflows[0].onComplete.src.path: unknown test `od` (after `is`)".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn save_path_onto_a_mount_point() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([{"savePath": "/out"}, {"savePath": "//out/"}]),
+        );
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/onComplete",
+            json!({"src": {"op": "move", "path": "/in"}}),
+        );
+        refuses(
+            &s,
+            &v,
+            &[
+                "buckets[0].workflows[0].tasks[0].savePath: \"/out\" is the mount point itself, not a file inside a mount of bucket \"b\"".into(),
+                "buckets[0].workflows[0].tasks[1].savePath: \"//out/\" is the mount point itself, not a file inside a mount of bucket \"b\"".into(),
+                "buckets[0].workflows[0].onComplete.src.path: \"/in\" is the mount point itself, not a file inside a mount of bucket \"b\"".into(),
+            ],
+        );
+        // A directory leading to a mount point is the layout too.
+        let mut v = s.base();
+        set(&mut v, "/buckets/0/mounts/2/mountPoint", json!("/out/deep"));
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([{"savePath": "/out"}]),
+        );
+        refuses(
+            &s,
+            &v,
+            &["buckets[0].workflows[0].tasks[0].savePath: \"/out\" is a directory holding the mount point /out/deep, not a file inside a mount of bucket \"b\"".into()],
+        );
+    }
+
+    #[test]
+    fn path_components_over_255_bytes() {
+        let s = Scratch::new();
+        let long = "x".repeat(256);
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/mounts/1/mountPoint",
+            json!(format!("/{long}")),
+        );
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([{"savePath": format!("/out/{{{{ item.filename }}}}{long}")}]),
+        );
+        set(
+            &mut v,
+            "/buckets/0/events/onBatch/0/path",
+            json!(format!("/in/{long}")),
+        );
+        set(
+            &mut v,
+            "/buckets/0/events/onPut/filter",
+            json!({"patterns": [format!("{long}*")]}),
+        );
+        let head = format!("\"{}\"…", "x".repeat(16));
+        refuses(
+            &s,
+            &v,
+            &[
+                format!("buckets[0].mounts[1].mountPoint: has a component of 256 bytes ({head}); a file name is at most 255 bytes"),
+                format!("buckets[0].workflows[0].tasks[0].savePath: \"/out/{{{{ item.filename }}}}{long}\" has a literal component of 256 bytes; a file name is at most 255 bytes"),
+                "buckets[0].events.onPut.filter.patterns[0]: glob of 257 bytes matches only names longer than 255 bytes, which cannot exist".into(),
+                format!("buckets[0].events.onBatch[0].path: has a component of 256 bytes ({head}); a file name is at most 255 bytes"),
+            ],
+        );
+        // A local origin path too.
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/mounts/1/originPath",
+            json!(format!("{}/{long}", s.path("in"))),
+        );
+        refuses(
+            &s,
+            &v,
+            &[format!(
+                "buckets[0].mounts[1].originPath: has a component of 256 bytes ({head}); a file name is at most 255 bytes"
+            )],
+        );
+    }
+
+    #[test]
+    fn cron_schedules_that_never_fire() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        let scan = v["buckets"][0]["events"]["onBatch"][0].clone();
+        let mut second = scan.clone();
+        second["schedule"] = json!("0 0 30 2 *");
+        let mut first = scan;
+        first["schedule"] = json!("0 0 31 2 *");
+        set(&mut v, "/buckets/0/events/onBatch", json!([first, second]));
+        refuses(
+            &s,
+            &v,
+            &[
+                "buckets[0].events.onBatch[0].schedule: bad cron expression \"0 0 31 2 *\": it never fires (no date in the next 8 years matches)".into(),
+                "buckets[0].events.onBatch[1].schedule: bad cron expression \"0 0 30 2 *\": it never fires (no date in the next 8 years matches)".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn state_dir_overlapping_an_exposed_local_origin() {
+        let s = Scratch::new();
+        let msg = "clients and workflows of the bucket could read and change storgate's journal and staging files";
+        // stateDir inside the root mount's origin.
+        let mut v = s.base();
+        set(&mut v, "/stateDir", json!(s.path("root/.state")));
+        refuses(
+            &s,
+            &v,
+            &[format!(
+                "buckets[0].mounts[0].originPath: local origin {} contains stateDir {}: {msg}",
+                s.path("root"),
+                s.path("root/.state")
+            )],
+        );
+        // stateDir equal to an origin.
+        let mut v = s.base();
+        set(&mut v, "/stateDir", json!(s.path("in")));
+        refuses(
+            &s,
+            &v,
+            &[format!(
+                "buckets[0].mounts[1].originPath: local origin {} is stateDir {}: {msg}",
+                s.path("in"),
+                s.path("in")
+            )],
+        );
+        // An origin inside stateDir.
+        std::fs::create_dir(s.path("state/files")).expect("mkdir");
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/mounts/1/originPath",
+            json!(s.path("state/files")),
+        );
+        refuses(
+            &s,
+            &v,
+            &[format!(
+                "buckets[0].mounts[1].originPath: local origin {} lies inside stateDir {}: {msg}",
+                s.path("state/files"),
+                s.path("state")
+            )],
+        );
+        // A hidden mount is only warned about.
+        let mut v = s.base();
+        set(&mut v, "/stateDir", json!(s.path("out/state")));
+        let (code, _, err) = check(&s.write_json(&v));
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.starts_with("warning: buckets[0].mounts[2].originPath: local origin"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn seconds_that_are_not_finite_or_too_large() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([
+                {"function": "/resize", "savePath": "/out/a", "timeout": 1e19},
+                {"function": "/resize", "savePath": "/out/b", "timeout": 86400.5},
+                {"function": "/resize", "savePath": "/out/c", "timeout": -1}
+            ]),
+        );
+        set(
+            &mut v,
+            "/aws_s3",
+            json!([{"name": "s3", "bucket": "x", "endpoint": "http://127.0.0.1:9", "timeout": 1e19, "metadataTtl": 1e300}]),
+        );
+        set(
+            &mut v,
+            "/distribution",
+            json!({"leader": {"termSeconds": 10_000_000_000_000u64}}),
+        );
+        refuses(
+            &s,
+            &v,
+            &[
+                "aws_s3[0].metadataTtl: 1e300 seconds is more than the maximum of 86400 (one day)".into(),
+                "aws_s3[0].timeout: 1e19 seconds is more than the maximum of 86400 (one day)".into(),
+                "distribution.leader.termSeconds: 10000000000000 is more than the maximum of 86400 (one day)".into(),
+                "buckets[0].workflows[0].tasks[0].timeout: 1e19 seconds is more than the maximum of 86400 (one day)".into(),
+                "buckets[0].workflows[0].tasks[1].timeout: 86400.5 seconds is more than the maximum of 86400 (one day)".into(),
+                "buckets[0].workflows[0].tasks[2].timeout: -1 is not a positive number of seconds".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn other_values_that_would_fail_at_run_time() {
+        let s = Scratch::new();
+        let long = "n".repeat(256);
+        let mut v = s.base();
+        set(&mut v, "/buckets/0/name", json!(long));
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks",
+            json!([{"function": "/resize image", "savePath": "/out/a"}]),
+        );
+        set(
+            &mut v,
+            "/aws_s3",
+            json!([{"name": "s3", "bucket": "x", "region": "", "endpoint": "http://127.0.0.1:99999"}]),
+        );
+        set(
+            &mut v,
+            "/distribution",
+            json!({"leader": {"url": format!("file:///shared/{long}")}}),
+        );
+        refuses(
+            &s,
+            &v,
+            &[
+                "aws_s3[0].endpoint: \"http://127.0.0.1:99999\" has a bad port \"99999\" (use 1–65535)".into(),
+                "aws_s3[0].region: \"\" is not a region name (such as us-east-1)".into(),
+                format!("distribution.leader.url: \"file:///shared/{long}\" has a component of 256 bytes (\"{}\"…); a file name is at most 255 bytes", "n".repeat(16)),
+                "buckets[0].name: is 256 bytes long; a bucket name (a directory of the mount) is at most 255 bytes".into(),
+                "buckets[0].workflows[0].tasks[0].function: \"/resize image\": an HTTP function path must not contain spaces or control characters (it becomes part of a URL)".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_config_that_is_not_utf8_is_located_by_line_and_column() {
+        let s = Scratch::new();
+        let p = s.write(
+            "latin1.json",
+            b"{\n  \"vhost\": \"caf\xe9\",\n  \"buckets\": []\n}\n",
+        );
+        let (code, _, err) = check(&p);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "line 2, column 16: not UTF-8 text (byte 0xe9)\n{}: 1 problem\n",
+                p.display()
+            )
+        );
+    }
+
+    #[test]
+    fn mount_refuses_the_same_before_mounting() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/buckets/0/workflows/0/tasks/0/savePath",
+            json!("/out/{{ item.nmae }}"),
+        );
+        let p = s.write_json(&v);
+        let mnt = s.path("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let out = Command::new(storgate_bin())
+            .args(["mount", "-f", "--config"])
+            .arg(&p)
+            .arg(&mnt)
+            .output()
+            .expect("run storgate mount");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.lines().any(|l| l.starts_with(
+                "buckets[0].workflows[0].tasks[0].savePath: unknown variable `item.nmae` (item has path,"
+            )),
+            "{err}"
+        );
+    }
+}

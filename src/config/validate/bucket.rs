@@ -5,9 +5,9 @@
 
 use super::events::{batch, event};
 use super::workflow::workflow;
-use super::{BucketCtx, Ctx, Env, plain_name};
+use super::{BucketCtx, Ctx, Env, plain_name, state_dir_overlap};
 use crate::config::model::*;
-use crate::config::paths::{join_index, join_key, normalize_bucket_path};
+use crate::config::paths::{NAME_MAX, join_index, join_key, normalize_bucket_path};
 use crate::config::raw::*;
 
 /// Returns the bucket and the JSON path of its name.
@@ -83,6 +83,16 @@ pub(super) fn bucket(
             );
             n.clone()
         }
+        Some(n) if n.len() > NAME_MAX => {
+            cx.err(
+                &name_path,
+                format!(
+                    "is {} bytes long; a bucket name (a directory of the mount) is at most {NAME_MAX} bytes",
+                    n.len()
+                ),
+            );
+            n.clone()
+        }
         Some(n) => n.clone(),
     };
     let mut b = Bucket {
@@ -130,6 +140,23 @@ pub(super) fn bucket(
             active,
             env,
         );
+        if let (Some(o), Some(state)) = (&origin, &env.state_dir)
+            && o.starts_with('/')
+            && let Some(how) = state_dir_overlap(o, state)
+        {
+            // Clients of an exposed mount could read and rewrite the journal,
+            // cursors and staging files; a hidden one is still written by
+            // workflows.
+            let exposed = b.meta.expose && m.expose.unwrap_or(true);
+            let msg = format!(
+                "local origin {o} {how} stateDir {state}: clients and workflows of the bucket could read and change storgate's journal and staging files"
+            );
+            if exposed {
+                cx.env(active, &join_key(&mp, "originPath"), msg);
+            } else {
+                cx.warn(&join_key(&mp, "originPath"), msg);
+            }
+        }
         match (mount_point, origin) {
             (Some(mount_point), Some(origin_path)) => b.mounts.push(MountSpec {
                 mount_point,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{BucketCtx, Ctx, check_executable, http_url};
 use crate::config::model::*;
-use crate::config::paths::{join, join_index, join_key, normalize_bucket_path};
+use crate::config::paths::{NAME_MAX, join, join_index, join_key, normalize_bucket_path};
 use crate::config::raw::*;
 use crate::config::{cron, pattern, units};
 
@@ -21,6 +21,14 @@ fn filter(cx: &mut Ctx, f: &RawFilter, fp: &str) -> Filter {
             // matched exactly so there.
             if let Err(e) = pattern::compile(p, use_regex) {
                 cx.err(&join_index(&lp, i), e.message);
+            } else if !use_regex && pattern::glob_min_chars(p) > NAME_MAX {
+                cx.err(
+                    &join_index(&lp, i),
+                    format!(
+                        "glob of {} bytes matches only names longer than {NAME_MAX} bytes, which cannot exist",
+                        p.len()
+                    ),
+                );
             }
         }
         list

@@ -9,6 +9,7 @@ use super::{Ctx, Env, http_url, plain_name, seconds};
 use crate::config::model::*;
 use crate::config::paths::join_key;
 use crate::config::raw::*;
+use crate::config::units::MAX_SECONDS;
 
 pub(super) fn s3_endpoint(
     cx: &mut Ctx,
@@ -40,6 +41,14 @@ pub(super) fn s3_endpoint(
         && let Err(m) = http_url(e)
     {
         cx.err(&join_key(p, "endpoint"), m);
+    }
+    if let Some(region) = &r.region
+        && (region.is_empty() || region.contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
+        cx.err(
+            &join_key(p, "region"),
+            format!("{region:?} is not a region name (such as us-east-1)"),
+        );
     }
     if r.access_key_id.is_some() != r.secret_access_key.is_some() {
         cx.err(p, "accessKeyId and secretAccessKey must be given together");
@@ -102,6 +111,11 @@ pub(super) fn distribution(
                 "distribution.leader.termSeconds",
                 format!("{t} is below the minimum of 3"),
             );
+        } else if t > MAX_SECONDS {
+            cx.err(
+                "distribution.leader.termSeconds",
+                format!("{t} is more than the maximum of {MAX_SECONDS} (one day)"),
+            );
         } else {
             out.leader.term = Duration::from_secs(t);
         }
@@ -110,7 +124,9 @@ pub(super) fn distribution(
         let path = "distribution.leader.url";
         let url = u.replace("{vhost}", vhost);
         if let Some(rest) = url.strip_prefix("file://") {
-            if rest.starts_with('/') && rest.len() > 1 {
+            if let Some(m) = crate::config::paths::long_component(rest) {
+                cx.err(path, format!("{u:?} {m}"));
+            } else if rest.starts_with('/') && rest.len() > 1 {
                 out.leader.url = Some(LeaderUrl::File(PathBuf::from(rest)));
             } else {
                 cx.err(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{BucketCtx, Ctx, Env, check_executable, seconds};
 use crate::config::model::*;
-use crate::config::paths::{join_index, join_key, normalize_bucket_path};
+use crate::config::paths::{NAME_MAX, join_index, join_key, normalize_bucket_path};
 use crate::config::pattern::regex_error;
 use crate::config::raw::*;
 use crate::config::template;
@@ -21,6 +21,17 @@ fn check_path_template(cx: &mut Ctx, src: &str, path: &str, bcx: &BucketCtx) -> 
     }
     if src.trim().is_empty() {
         cx.err(path, "must not be empty");
+        return false;
+    }
+    // Unknown names do not stop the shape checks below.
+    for m in template::check_names(src) {
+        cx.err(path, m);
+    }
+    if let Some(n) = template::long_literal_component(src, NAME_MAX) {
+        cx.err(
+            path,
+            format!("{src:?} has a literal component of {n} bytes; a file name is at most {NAME_MAX} bytes"),
+        );
         return false;
     }
     if !template::can_be_absolute(src) {
@@ -45,7 +56,24 @@ fn check_path_template(cx: &mut Ctx, src: &str, path: &str, bcx: &BucketCtx) -> 
     }
     let reachable = if literal {
         match normalize_bucket_path(prefix) {
-            Ok(p) => bcx.file_reachable(&p),
+            Ok(p) => {
+                if let Some(mp) = bcx.layout_dir(&p) {
+                    let what = if mp == p {
+                        "the mount point itself".to_string()
+                    } else {
+                        format!("a directory holding the mount point {mp}")
+                    };
+                    cx.err(
+                        path,
+                        format!(
+                            "{src:?} is {what}, not a file inside a mount of bucket {:?}",
+                            bcx.name
+                        ),
+                    );
+                    return false;
+                }
+                bcx.file_reachable(&p)
+            }
             Err(e) => {
                 cx.err(path, e);
                 return false;
@@ -143,6 +171,11 @@ fn task(cx: &mut Ctx, t: &RawTask, tp: &str, bcx: &BucketCtx, env: &Env, active:
                     &fp,
                     format!("{p:?}: an HTTP function path must start with / (use {{\"exec\": […]}} to run a program)"),
                 );
+            } else if p.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                cx.err(
+                    &fp,
+                    format!("{p:?}: an HTTP function path must not contain spaces or control characters (it becomes part of a URL)"),
+                );
             } else if !env.has_function_base_url {
                 cx.err(
                     &fp,
@@ -164,8 +197,13 @@ fn task(cx: &mut Ctx, t: &RawTask, tp: &str, bcx: &BucketCtx, env: &Env, active:
                 Some(_) => {}
             }
             for (i, a) in args.iter().enumerate() {
-                if let Err(m) = template::check_syntax(a) {
-                    cx.err(&join_index(&xp, i), m.to_string());
+                match template::check_syntax(a) {
+                    Err(m) => cx.err(&join_index(&xp, i), m.to_string()),
+                    Ok(()) => {
+                        for m in template::check_names(a) {
+                            cx.err(&join_index(&xp, i), m);
+                        }
+                    }
                 }
             }
             Function::Exec(args.clone())

@@ -1,8 +1,27 @@
 //! The filters storgate adds to minijinja, with Python `posixpath` /
-//! `str.rsplit` semantics.
+//! `str.rsplit` semantics. Their names are `config::template`'s
+//! `STORGATE_FILTERS`, the list `storgate check` knows (tested below).
 
 use minijinja::value::Kwargs;
-use minijinja::{Error, ErrorKind};
+use minijinja::{Environment, Error, ErrorKind};
+
+/// Adds storgate's filters to `env`; returns the names added.
+pub(super) fn register(env: &mut Environment<'static>) -> Vec<&'static str> {
+    let mut added = Vec::new();
+    let mut name = |n: &'static str| {
+        added.push(n);
+        n
+    };
+    env.add_filter(name("basename"), |p: &str| basename(p).to_string());
+    env.add_filter(name("dirname"), |p: &str| dirname(p).to_string());
+    env.add_filter(name("relpath"), |p: &str, base: &str| relpath(p, base));
+    env.add_filter(name("rsplit"), rsplit_filter);
+    env.add_filter(name("splitext"), |p: &str| {
+        let (root, ext) = splitext(p);
+        vec![root.to_string(), ext.to_string()]
+    });
+    added
+}
 
 /// The pieces `rsplit` returns.
 type Parts = Vec<String>;
@@ -154,4 +173,71 @@ pub(super) fn splitext(p: &str) -> (&str, &str) {
         return (&p[..dot], &p[dot..]);
     }
     (p, "")
+}
+
+#[cfg(test)]
+mod shared_lists {
+    //! The checker (`config::template`) and the renderer agree on names.
+    use super::super::Templates;
+    use crate::config::template::{ITEM_FIELDS, STORGATE_FILTERS, TEMPLATE_VARIABLES, check_names};
+    use crate::item::Item;
+
+    #[test]
+    fn registered_filters_are_the_checkers_list() {
+        let mut env = minijinja::Environment::new();
+        let mut added = super::register(&mut env);
+        added.sort_unstable();
+        let mut known = STORGATE_FILTERS.to_vec();
+        known.sort_unstable();
+        assert_eq!(added, known);
+    }
+
+    #[test]
+    fn item_has_exactly_the_checkers_fields() {
+        let t = Templates::new();
+        let out = t
+            .render_arg(
+                "{% for k in item %}{{ k }} {% endfor %}",
+                &Item::default(),
+                "/s",
+            )
+            .expect("renders");
+        let mut got: Vec<&str> = out.split_whitespace().collect();
+        got.sort_unstable();
+        let mut known = ITEM_FIELDS.to_vec();
+        known.sort_unstable();
+        assert_eq!(got, known);
+        for v in TEMPLATE_VARIABLES {
+            t.render_arg(&format!("{{{{ {v} }}}}"), &Item::default(), "/s")
+                .expect("every variable the checker knows is given");
+        }
+    }
+
+    #[test]
+    fn every_known_name_checks_and_renders() {
+        let item = Item {
+            path: "/in/a/b.tar.gz".into(),
+            ..Item::default()
+        };
+        let fields: Vec<String> = ITEM_FIELDS
+            .iter()
+            .map(|f| format!("{{{{ item.{f} }}}}"))
+            .collect();
+        let src = format!(
+            "/out/{}/{{{{ item.path | relpath(source_dir) | dirname }}}}/{{{{ item.path | basename | rsplit('.', 1)[0] }}}}{{{{ (item.path | splitext)[1] | upper | replace('.', '_') }}}}{{% if item.size is odd %}}x{{% endif %}}{{% for i in range(2) %}}{{{{ loop.index }}}}{{% endfor %}}{{% filter lower %}}Z{{% endfilter %}}{{% raw %}}{{{{ x | nope }}}}{{% endraw %}}",
+            fields.join("")
+        );
+        assert_eq!(check_names(&src), Vec::<String>::new(), "{src}");
+        let t = Templates::new();
+        t.render_path(&src, &item, "/in", None).expect("renders");
+        // And the checker's rejections fail at render time too.
+        for bad in [
+            "/o/{{ item.nmae }}",
+            "/o/{{ item.path | basenme }}",
+            "/o/{{ itme.path }}",
+        ] {
+            assert!(!check_names(bad).is_empty(), "{bad}");
+            assert!(t.render_path(bad, &item, "/in", None).is_err(), "{bad}");
+        }
+    }
 }

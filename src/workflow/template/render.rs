@@ -6,7 +6,7 @@ use minijinja::{AutoEscape, Environment, Error, UndefinedBehavior, Value, contex
 
 use super::GROUPS_VAR;
 use super::error::PathError;
-use super::filters::{basename, dirname, relpath, rsplit_filter, splitext};
+use super::filters;
 use super::groups::substitute_groups;
 use super::path::normalize_path;
 use crate::config::template::prepare;
@@ -61,14 +61,7 @@ impl Templates {
         if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
             env.set_syntax(syntax);
         }
-        env.add_filter("basename", |p: &str| basename(p).to_string());
-        env.add_filter("dirname", |p: &str| dirname(p).to_string());
-        env.add_filter("relpath", |p: &str, base: &str| relpath(p, base));
-        env.add_filter("rsplit", rsplit_filter);
-        env.add_filter("splitext", |p: &str| {
-            let (root, ext) = splitext(p);
-            vec![root.to_string(), ext.to_string()]
-        });
+        filters::register(&mut env);
         Templates { env }
     }
 
