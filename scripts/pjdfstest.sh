@@ -113,7 +113,7 @@ failures() {
   ' "$1" | sort
 }
 
-section "bare: $WORK/bare ($(stat -f -c %T "$WORK/bare"))"
+section "bare: $WORK/bare ($(df -PT "$WORK/bare" | awk 'NR == 2 { print $2 }'))"
 run_prove "$WORK/bare" "$WORK/bare.tap"
 
 section "storgate: one bucket, one local directory mount"
@@ -159,7 +159,7 @@ total() { awk '{ s += $2 } END { print s + 0 }' "$1"; }
 too_long() {
   awk '
     /^\/.*\/tests\/.*\.t \.\./ { file = $1; sub(/.*\/tests\//, "", file) }
-    /^not ok / && / got ENAMETOOLONG/ { n[file]++ }
+    /^not ok / && / got ENAMETOOLONG/ && !/# TODO/ { n[file]++ }
     END { for (f in n) print f, n[f] }
   ' "$1" | sort
 }
@@ -172,7 +172,7 @@ join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/bare.fail" "$WORK/storgate.fail" |
   join -a1 -e0 -o 0,1.2,1.3,2.2 - "$WORK/storgate.toolong" |
   awk '{ printf "   %-20s %5d | %5d  (%d)%s\n", $1, $2, $3, $4, ($3 > $2 ? "   <- storgate only" : "") }'
 info "storgate: $(total "$WORK/storgate.toolong") failed subtests got ENAMETOOLONG"
-grep -h '^not ok ' "$WORK/storgate.tap" | grep -v ' got ENAMETOOLONG' | head -n 40 |
+grep -h '^not ok ' "$WORK/storgate.tap" | grep -v -e ' got ENAMETOOLONG' -e '# TODO' | head -n 40 |
   sed 's/^/   other: /'
 files() { wc -l <"$1" | tr -d ' '; }
 result() { grep -E '^Result: ' "$1" | tail -n 1; }

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
-    PollNotifier, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::error::Severity;
@@ -208,11 +208,7 @@ impl Filesystem for FuseFs {
     /// session drops, warning about the EINVAL of a path that is no longer
     /// a mount point: settle it here, where EINVAL means "already gone".
     fn destroy(&mut self) {
-        let unmounter = self
-            .at_end
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let unmounter = self.at_end.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut u) = unmounter {
             match u.unmount() {
                 Ok(()) => {}
@@ -715,14 +711,10 @@ impl Filesystem for FuseFs {
             new_fh = fh_out.0,
             len
         );
-        match self.core.copy_file_range(
-            fh_in.0,
-            offset_in,
-            fh_out.0,
-            offset_out,
-            len,
-            flags.bits(),
-        ) {
+        match self
+            .core
+            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits())
+        {
             Ok(n) => reply.written(n),
             Err(e) => fail!(reply, e),
         }

@@ -1031,6 +1031,9 @@ fn chown_minus_one_minus_one_updates_ctime() {
     // Nothing else changed.
     let md = fs::symlink_metadata(m.at("f")).unwrap();
     let om = fs::symlink_metadata(m.scratch_path("o1/f")).unwrap();
-    assert_eq!((md.uid(), md.gid(), md.mode()), (om.uid(), om.gid(), om.mode()));
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode()),
+        (om.uid(), om.gid(), om.mode())
+    );
     assert_eq!(read(&m.at("f")), "f");
 }

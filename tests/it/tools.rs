@@ -662,7 +662,10 @@ fn copy_file_range_within_local_origins_is_native() {
         root,
         &cfg,
         &["--bucket", "b"],
-        &[("STORGATE_LOG", "info,fuser::request=debug,storgate::fuse=debug")],
+        &[(
+            "STORGATE_LOG",
+            "info,fuser::request=debug,storgate::fuse=debug",
+        )],
     );
     let script = format!(
         "import os\nsrc = os.open({src:?}, os.O_RDONLY)\nfor dst_path in ({a:?}, {b:?}):\n    dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n    left = os.fstat(src).st_size\n    off = 0\n    while left:\n        n = os.copy_file_range(src, dst, left, off, off)\n        assert n > 0, n\n        off += n\n        left -= n\n    os.close(dst)\n",
@@ -688,7 +691,10 @@ fn copy_file_range_within_local_origins_is_native() {
     // Refused once (ENOSYS), the kernel never asks again: one request per
     // Python copy shows that each was served. (`cp --reflink=never` reads
     // and writes: it only shows that the mount's data is right.)
-    let served = log.lines().filter(|l| l.contains("COPY_FILE_RANGE")).count();
+    let served = log
+        .lines()
+        .filter(|l| l.contains("COPY_FILE_RANGE"))
+        .count();
     assert!(
         served >= 2,
         "the daemon must have served each copy_file_range (saw {served}):\n{log}"
