@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 
 const TOOL_WAIT: Duration = Duration::from_secs(15);
 
@@ -704,4 +705,38 @@ fn copy_file_range_within_local_origins_is_native() {
         "no copy_file_range may have failed:\n{log}"
     );
     assert_no_warnings(&log, "copy_file_range");
+}
+
+/// copy_file_range that involves an S3 origin answers EXDEV (no local fd
+/// to copy between), and the kernel copies through read and write: the
+/// copies are right and nothing is logged above debug.
+#[test]
+fn copy_file_range_with_an_s3_origin_falls_back_quietly() {
+    let srv = common::s3::S3Server::shared();
+    let s3_bucket = srv.new_bucket("cfr");
+    let root = scratch();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    put(&root.path().join("o1/local.bin"), &data);
+    let mut cfg = config(vec![bucket(
+        "b",
+        vec![
+            root_mount("{root}/o1"),
+            json!({"mountPoint": "/s3", "originPath": format!("{s3_bucket}@aws_s3")}),
+        ],
+    )]);
+    cfg["aws_s3"] = json!([srv.endpoint_config(&s3_bucket)]);
+    let m = Mount::start_in(root, &cfg, &["--bucket", "b"]);
+    let script = format!(
+        "import os\ndef copy(a, b):\n    src = os.open(a, os.O_RDONLY)\n    dst = os.open(b, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n    left = os.fstat(src).st_size\n    while left:\n        n = os.copy_file_range(src, dst, left)\n        assert n > 0, n\n        left -= n\n    os.close(dst)\n    os.close(src)\ncopy({l:?}, {s1:?})\ncopy({s1:?}, {s2:?})\ncopy({s2:?}, {back:?})\n",
+        l = m.at("local.bin").display().to_string(),
+        s1 = m.at("s3/one.bin").display().to_string(),
+        s2 = m.at("s3/two.bin").display().to_string(),
+        back = m.at("back.bin").display().to_string(),
+    );
+    run_ok(Command::new("python3").arg("-c").arg(&script));
+    for copy in ["s3/one.bin", "s3/two.bin", "back.bin"] {
+        assert!(fs::read(m.at(copy)).unwrap() == data, "{copy} differs");
+    }
+    assert!(fs::read(m.scratch_path("o1/back.bin")).unwrap() == data);
+    assert_no_warnings(&m.log(), "copy_file_range with an S3 origin");
 }
