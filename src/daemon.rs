@@ -423,7 +423,7 @@ fn serve(
     fuse_config.n_threads = Some(worker_threads());
     fuse_config.clone_fd = true;
 
-    let session = fuser::Session::new(
+    let session = crate::fuse::mount(
         FuseFs::new(core.clone(), !opts.no_passthrough),
         mountpoint,
         &fuse_config,

@@ -236,6 +236,33 @@ impl Core {
         Ok(nix::unistd::lseek(local_file(&h.file)?, offset, whence)?)
     }
 
+    /// copy_file_range between two open handles of this mount. Files of
+    /// local origins are copied by the origin's kernel (reflinks and
+    /// server-side copies included); anything else answers EXDEV, on which
+    /// the FUSE kernel copies through read and write itself.
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        offset_in: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> FsResult<u32> {
+        // No flags are defined; the kernel refuses others before asking.
+        if flags != 0 {
+            return Err(Errno::EINVAL.into());
+        }
+        let h_in = self.handles.file(fh_in)?;
+        let h_out = self.handles.file(fh_out)?;
+        let (Some(src), Some(dst)) = (h_in.file.as_local(), h_out.file.as_local()) else {
+            return Err(Errno::EXDEV.into());
+        };
+        // A copy into the handle is a write of it (onPut at release).
+        h_out.wrote.store(true, Ordering::Relaxed);
+        Ok(copy_range(src, offset_in, dst, offset_out, len)?)
+    }
+
     /// Whether reads and writes of `fh` must bypass the kernel's caches
     /// (a pre onGet workflow may just have rewritten the file).
     pub fn handle_direct(&self, fh: u64) -> bool {
@@ -254,4 +281,46 @@ impl Core {
 /// A handle's local file; other origins don't do fd-only calls.
 fn local_file(f: &crate::origin::OpenFile) -> FsResult<&std::fs::File> {
     Ok(f.as_local().ok_or(Errno::ENOTSUP)?)
+}
+
+/// The most one reply can report: FUSE answers a copy with a 32-bit count,
+/// and the kernel caps every read and write at this (`MAX_RW_COUNT`).
+const MAX_COPY: u64 = 0x7fff_f000;
+
+/// One `copy_file_range(2)` from `src` at `offset_in` to `dst` at
+/// `offset_out`, of at most `len` bytes (short at end of file, as the call
+/// itself). The files' own offsets are not used or moved.
+pub fn copy_range(
+    src: &std::fs::File,
+    offset_in: u64,
+    dst: &std::fs::File,
+    offset_out: u64,
+    len: u64,
+) -> Result<u32, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut off_in = libc::loff_t::try_from(offset_in).map_err(|_| Errno::EINVAL)?;
+    let mut off_out = libc::loff_t::try_from(offset_out).map_err(|_| Errno::EINVAL)?;
+    let len = len.min(MAX_COPY) as usize;
+    loop {
+        // SAFETY: two open fds owned by the `File`s borrowed for the call,
+        // and two offsets that live across it.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                len,
+                0,
+            )
+        };
+        if n >= 0 {
+            // At most MAX_COPY, which fits.
+            return Ok(n as u32);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Errno::from(e));
+        }
+    }
 }

@@ -25,6 +25,20 @@ pub struct SetAttr {
     pub fh: Option<u64>,
 }
 
+impl SetAttr {
+    /// Whether the request changes nothing: `chown(path, -1, -1)`, which
+    /// the kernel sends as a SETATTR without fields (or with only a ctime).
+    /// It must still update ctime, as the kernel's own file systems do.
+    fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
+}
+
 /// Which access rule an operation needs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Need {
@@ -369,11 +383,15 @@ impl Core {
     ) -> FsResult<()> {
         let (bucket, path) = self.child_path(parent, name)?;
         let (b2, path2) = self.child_path(new_parent, new_name)?;
+        // Access before EXDEV: a rename that cannot delete its source (or
+        // create its target) is refused outright. EXDEV would make `mv`
+        // copy first and only then fail to remove the source, leaving the
+        // file in both places.
+        self.allow(bucket, Need::Delete)?;
+        self.allow(b2, Need::Put)?;
         if b2 != bucket {
             return Err(Errno::EXDEV.into());
         }
-        self.allow(bucket, Need::Delete)?;
-        self.allow(bucket, Need::Put)?;
         let b = &self.buckets[bucket];
         let (mount, rel) = match self.locate(bucket, &path)? {
             Located::Synthetic => return Err(Errno::EBUSY.into()),
@@ -418,7 +436,10 @@ impl Core {
         };
         self.allow(bucket, Need::Put)?;
         let origin = self.origin(bucket, mount);
-        if s.uid.is_some() || s.gid.is_some() {
+        // An empty change is an lchown(-1, -1) on a local origin, which
+        // updates ctime and nothing else. S3 objects keep no ctime of their
+        // own (it reads as the mtime), so there it only has to exist.
+        if s.uid.is_some() || s.gid.is_some() || (s.is_empty() && origin.as_local().is_some()) {
             origin.chown(&rel, s.uid, s.gid)?;
         }
         if let Some(mode) = s.mode {
@@ -457,7 +478,7 @@ impl Core {
         if self.opts.read_only {
             return Err(Errno::EROFS.into());
         }
-        if s.uid.is_some() || s.gid.is_some() {
+        if s.uid.is_some() || s.gid.is_some() || s.is_empty() {
             nix::unistd::fchown(file, s.uid.map(Uid::from_raw), s.gid.map(Gid::from_raw))?;
         }
         if let Some(mode) = s.mode {

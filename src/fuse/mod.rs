@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    BackingId, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::error::Severity;
@@ -27,6 +28,8 @@ pub struct FuseFs {
     want_passthrough: bool,
     passthrough: AtomicBool,
     backing: Mutex<BackingCache>,
+    /// The session's mount, for `destroy` (set by [`mount`]).
+    at_end: Arc<Mutex<Option<fuser::SessionUnmounter>>>,
 }
 
 impl FuseFs {
@@ -36,6 +39,7 @@ impl FuseFs {
             want_passthrough,
             passthrough: AtomicBool::new(false),
             backing: Mutex::new(BackingCache::default()),
+            at_end: Arc::default(),
         }
     }
 
@@ -195,6 +199,25 @@ impl Filesystem for FuseFs {
             "FUSE session initialised"
         );
         Ok(())
+    }
+
+    /// The session has ended: the kernel closed it after an unmount, ours
+    /// (the signal thread's unmounter, which leaves nothing here) or
+    /// someone else's (`umount`, `fusermount3 -u`). In that second case
+    /// fuser still holds the mount and would unmount it again when the
+    /// session drops, warning about the EINVAL of a path that is no longer
+    /// a mount point: settle it here, where EINVAL means "already gone".
+    fn destroy(&mut self) {
+        let unmounter = self.at_end.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut u) = unmounter {
+            match u.unmount() {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!("the file system was unmounted from outside")
+                }
+                Err(e) => tracing::warn!(error = %e, "unmount at the end of the session failed"),
+            }
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -667,6 +690,71 @@ impl Filesystem for FuseFs {
         reply_empty(reply, self.core.fallocate(fh.0, offset, length, mode));
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let _span = request_span!(
+            "copy_file_range",
+            ino = ino_in.0,
+            fh = fh_in.0,
+            new_ino = ino_out.0,
+            new_fh = fh_out.0,
+            len
+        );
+        match self
+            .core
+            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits())
+        {
+            Ok(n) => reply.written(n),
+            Err(e) => fail!(reply, e),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        let _span = request_span!("ioctl", ino = ino.0, fh = fh.0, cmd);
+        // Origin files are not terminals and the daemon (root) must not
+        // run a client's ioctl on them: every one gets "not a tty", the
+        // answer programs expect (Python's isatty at each open()).
+        tracing::debug!(name = ioctl_name(cmd), "ioctl answered ENOTTY");
+        reply.error(fuser::Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        let _span = request_span!("poll", ino = ino.0, fh = fh.0);
+        // ENOSYS tells the kernel to stop asking: files are always ready.
+        tracing::debug!("poll not supported; files read as always ready");
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
     fn lseek(
         &self,
         _req: &Request,
@@ -681,6 +769,33 @@ impl Filesystem for FuseFs {
             Ok(o) => reply.offset(o),
             Err(e) => fail!(reply, e),
         }
+    }
+}
+
+/// Mounts `fs` at `mountpoint`: the session to run. When it ends, the
+/// file system's `destroy` settles the mount (see [`FuseFs::destroy`]).
+pub fn mount(
+    fs: FuseFs,
+    mountpoint: &Path,
+    config: &fuser::Config,
+) -> std::io::Result<fuser::Session<FuseFs>> {
+    let slot = fs.at_end.clone();
+    let mut session = fuser::Session::new(fs, mountpoint, config)?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.unmount_callable());
+    Ok(session)
+}
+
+/// A name for the ioctls programs commonly try on any file, for the debug
+/// line that answers them.
+fn ioctl_name(cmd: u32) -> &'static str {
+    match u64::from(cmd) {
+        libc::TCGETS => "TCGETS (isatty)",
+        libc::TIOCGWINSZ => "TIOCGWINSZ",
+        libc::FIONREAD => "FIONREAD",
+        libc::FICLONE => "FICLONE",
+        libc::FS_IOC_GETFLAGS => "FS_IOC_GETFLAGS",
+        libc::FS_IOC_SETFLAGS => "FS_IOC_SETFLAGS",
+        _ => "other",
     }
 }
 

@@ -290,3 +290,77 @@ fn default_access_allows_everything() {
     expect_ok(fs::remove_dir(m.at("e")), "rmdir");
     assert_eq!(names(&m.scratch_path("o1")), s(&["d", "f", "sym"]));
 }
+
+/// SPEC §9.1: a rename that would have to delete its source where `delete`
+/// is disabled is EACCES, never EXDEV — on EXDEV `mv` copies first and
+/// only then fails to remove the source, leaving the file in both places.
+/// Out of the bucket (into another bucket of the mount) and across the
+/// bucket's own origins alike.
+#[test]
+fn mv_out_of_a_delete_disabled_bucket_fails_and_leaves_one_copy() {
+    let root = scratch();
+    put(&root.path().join("locked/f"), "f");
+    put(&root.path().join("locked/d/inner"), "inner");
+    fs::create_dir_all(root.path().join("locked_sub")).unwrap();
+    fs::create_dir_all(root.path().join("open")).unwrap();
+    let mut locked = bucket(
+        "locked",
+        vec![
+            root_mount("{root}/locked"),
+            mount_at("/sub", "{root}/locked_sub"),
+        ],
+    );
+    locked["access"] = access(true, true, false);
+    let cfg = config(vec![
+        locked,
+        bucket("open", vec![root_mount("{root}/open")]),
+    ]);
+    let m = Mount::start_in(root, &cfg, &[]);
+    let before = snapshot(&m.scratch_path("locked"));
+
+    for (from, to) in [
+        ("locked/f", "open/f"),
+        ("locked/d", "open/d"),
+        ("locked/f", "locked/sub/f"),
+        ("locked/d", "locked/sub/d"),
+    ] {
+        expect_errno(
+            fs::rename(m.at(from), m.at(to)),
+            libc::EACCES,
+            &format!("rename {from} → {to}"),
+        );
+    }
+    for (from, to) in [
+        ("locked/f", "open/"),
+        ("locked/d", "open/"),
+        ("locked/f", "locked/sub/"),
+        ("locked/d", "locked/sub/"),
+    ] {
+        let mv = run_timeout(
+            Command::new("mv").arg(m.at(from)).arg(m.at(to)),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(!mv.status.success(), "mv {from} {to} must fail");
+        let err = String::from_utf8_lossy(&mv.stderr);
+        assert!(
+            err.contains("Permission denied"),
+            "mv {from} {to}: expected EACCES, got: {err}"
+        );
+    }
+    assert_eq!(
+        snapshot(&m.scratch_path("locked")),
+        before,
+        "source origin unchanged"
+    );
+    assert_eq!(names(&m.scratch_path("open")), s(&[]), "nothing copied out");
+    assert_eq!(
+        names(&m.scratch_path("locked_sub")),
+        s(&[]),
+        "nothing copied into the other origin"
+    );
+    assert_eq!(read(&m.at("locked/f")), "f");
+
+    // Copying out (no delete needed) still works.
+    run_ok(Command::new("cp").arg(m.at("locked/f")).arg(m.at("open/")));
+    assert_eq!(read(&m.scratch_path("open/f")), "f");
+}

@@ -970,3 +970,70 @@ fn external_changes_in_local_origin_are_visible_at_once() {
         || matches!(fs::symlink_metadata(m.at("full/inner")), Err(e) if errno(&e) == libc::ENOENT),
     );
 }
+
+/// ctime as (seconds, nanoseconds).
+fn ctime_of(md: &fs::Metadata) -> (i64, i64) {
+    (md.ctime(), md.ctime_nsec())
+}
+
+/// `chown(path, -1, -1)` changes no id, but ext4 and every kernel file
+/// system still update ctime (pjdfstest chown/00.t checks it). The kernel
+/// sends it as a SETATTR without fields; it must not be dropped.
+#[test]
+fn chown_minus_one_minus_one_updates_ctime() {
+    let m = mount_bucket(vec![root_mount("{root}/o1")], |r| {
+        put(&r.join("o1/f"), "f");
+        put(&r.join("o1/g"), "g");
+        put(&r.join("o1/h"), "h");
+    });
+    // Longer than the coarse clock's tick, so a new ctime is a later one.
+    let tick = Duration::from_millis(30);
+    let keep = u32::MAX;
+
+    // By path (lchown), seen through the mount and in the origin.
+    let before = ctime_of(&fs::symlink_metadata(m.at("f")).unwrap());
+    std::thread::sleep(tick);
+    expect_ok(lchown(&m.at("f"), keep, keep), "lchown(f, -1, -1)");
+    let through = ctime_of(&fs::symlink_metadata(m.at("f")).unwrap());
+    let origin = ctime_of(&fs::symlink_metadata(m.scratch_path("o1/f")).unwrap());
+    assert!(
+        through > before,
+        "ctime through the mount must move: {before:?} → {through:?}"
+    );
+    assert_eq!(through, origin, "the mount shows the origin's ctime");
+
+    // By an open handle (fchown), the file still linked.
+    let file = fs::File::open(m.at("g")).unwrap();
+    let before = ctime_of(&file.metadata().unwrap());
+    std::thread::sleep(tick);
+    expect_ok(
+        std::os::unix::fs::fchown(&file, None, None),
+        "fchown(g, -1, -1)",
+    );
+    let after = ctime_of(&file.metadata().unwrap());
+    assert!(after > before, "fchown(-1, -1): {before:?} → {after:?}");
+
+    // By an open handle of an unlinked file: only the handle reaches it.
+    let file = fs::File::open(m.at("h")).unwrap();
+    fs::remove_file(m.at("h")).unwrap();
+    let before = ctime_of(&file.metadata().unwrap());
+    std::thread::sleep(tick);
+    expect_ok(
+        std::os::unix::fs::fchown(&file, None, None),
+        "fchown(unlinked h, -1, -1)",
+    );
+    let after = ctime_of(&file.metadata().unwrap());
+    assert!(
+        after > before,
+        "fchown(-1, -1) of an unlinked file: {before:?} → {after:?}"
+    );
+
+    // Nothing else changed.
+    let md = fs::symlink_metadata(m.at("f")).unwrap();
+    let om = fs::symlink_metadata(m.scratch_path("o1/f")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode()),
+        (om.uid(), om.gid(), om.mode())
+    );
+    assert_eq!(read(&m.at("f")), "f");
+}
