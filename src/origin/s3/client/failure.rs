@@ -13,16 +13,17 @@ use crate::error::Errno;
 use crate::origin::{OriginError, OriginResult};
 
 impl S3Client {
-    /// A response body, within the timeout.
+    /// A response body, by the request's `deadline`.
     pub(super) async fn collect(
         &self,
         op: &str,
         key: &str,
         body: ByteStream,
+        deadline: tokio::time::Instant,
     ) -> OriginResult<Bytes> {
-        match tokio::time::timeout(self.timeout, body.collect()).await {
-            Ok(Ok(data)) => Ok(data.into_bytes()),
-            Ok(Err(err)) => {
+        match self.finish_by(op, key, deadline, body.collect()).await? {
+            Ok(data) => Ok(data.into_bytes()),
+            Err(err) => {
                 tracing::warn!(bucket = %self.bucket, key, op,
                     error = %DisplayErrorContext(&err), "S3 response body failed");
                 Err(OriginError::new(
@@ -30,17 +31,6 @@ impl S3Client {
                     format!("{op} {}/{key}: response body failed: {err}", self.bucket),
                 )
                 .with_source(err))
-            }
-            Err(_) => {
-                tracing::warn!(bucket = %self.bucket, key, op, timeout = ?self.timeout,
-                    "S3 response body timed out");
-                Err(OriginError::new(
-                    Errno::ETIMEDOUT,
-                    format!(
-                        "{op} {}/{key}: response body timed out after {:?}",
-                        self.bucket, self.timeout
-                    ),
-                ))
             }
         }
     }
