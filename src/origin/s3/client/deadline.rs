@@ -1,7 +1,8 @@
-//! The deadline of every request: an SDK call (and, for a GET, the reading
-//! of its body) ends by a deadline of `timeout` from its start, whatever the
-//! SDK's retries, pools and streams do — and is not sent at all while the
-//! endpoint is silent (`health`). Every request goes through here.
+//! The deadline of every request: an SDK call ends by a deadline of
+//! `timeout` from its start, whatever the SDK's retries and pools do (a
+//! response body must then keep coming: no pause of `timeout` between two
+//! chunks) — and is not sent at all while the endpoint is silent
+//! (`health`). Every request goes through here.
 
 use std::future::Future;
 
@@ -87,7 +88,7 @@ impl S3Client {
         }
     }
 
-    /// `fut` (reading a response body) by `deadline`.
+    /// `fut` (the next chunk of a response body) by `deadline`.
     pub(super) async fn finish_by<T>(
         &self,
         op: &str,

@@ -13,24 +13,31 @@ use crate::error::Errno;
 use crate::origin::{OriginError, OriginResult};
 
 impl S3Client {
-    /// A response body, by the request's `deadline`.
+    /// A response body that must keep coming: a pause of `timeout` between
+    /// two chunks is a server that stopped answering (ETIMEDOUT). Not a
+    /// bound on the whole body, so a big part over a slow but live link
+    /// still arrives.
     pub(super) async fn collect(
         &self,
         op: &str,
         key: &str,
-        body: ByteStream,
-        deadline: tokio::time::Instant,
+        mut body: ByteStream,
     ) -> OriginResult<Bytes> {
-        match self.finish_by(op, key, deadline, body.collect()).await? {
-            Ok(data) => Ok(data.into_bytes()),
-            Err(err) => {
-                tracing::warn!(bucket = %self.bucket, key, op,
-                    error = %DisplayErrorContext(&err), "S3 response body failed");
-                Err(OriginError::new(
-                    Errno::EIO,
-                    format!("{op} {}/{key}: response body failed: {err}", self.bucket),
-                )
-                .with_source(err))
+        let mut out = bytes::BytesMut::new();
+        loop {
+            let next = tokio::time::Instant::now() + self.timeout;
+            match self.finish_by(op, key, next, body.next()).await? {
+                None => return Ok(out.freeze()),
+                Some(Ok(chunk)) => out.extend_from_slice(&chunk),
+                Some(Err(err)) => {
+                    tracing::warn!(bucket = %self.bucket, key, op,
+                        error = %DisplayErrorContext(&err), "S3 response body failed");
+                    return Err(OriginError::new(
+                        Errno::EIO,
+                        format!("{op} {}/{key}: response body failed: {err}", self.bucket),
+                    )
+                    .with_source(err));
+                }
             }
         }
     }

@@ -7,9 +7,9 @@
 //!   source; the failure is logged once where it happens (`tracing::warn!`,
 //!   with bucket and key — never credentials; ENOENT and ESTALE, being
 //!   answers, at `debug`) — see `failure`;
-//! * bounded time: every request — the SDK's retries and, for a GET, the
-//!   reading of its body included — ends within the endpoint's `timeout`
-//!   (`deadline`), and once a request got no answer the endpoint counts as
+//! * bounded time: every request ends within the endpoint's `timeout`, the
+//!   SDK's retries included, and a response body must keep coming (no pause
+//!   of `timeout`) (`deadline`); once a request got no answer the endpoint counts as
 //!   silent: later requests fail at once, but for one probe now and then,
 //!   until the server answers again (`health`). So a dead or hung server
 //!   fails a client's call within about `timeout`, not once per request;

@@ -61,8 +61,6 @@ impl S3Client {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        // One deadline for the request and its body.
-        let deadline = self.deadline();
         let req = self
             .inner
             .get_object()
@@ -71,14 +69,14 @@ impl S3Client {
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .set_if_match(if_match.map(str::to_string))
             .send();
-        let out = match self.bounded("GetObject", key, deadline, req).await? {
+        let out = match self.bounded("GetObject", key, self.deadline(), req).await? {
             Ok(out) => out,
             // 416: the range starts at or past the end of the object.
             Err(err) if status_of(&err) == Some(416) => return Ok(Bytes::new()),
             Err(err) => return Err(self.fail("GetObject", key, err)),
         };
         let content_range = out.content_range().map(str::to_string);
-        let body = self.collect("GetObject", key, out.body, deadline).await?;
+        let body = self.collect("GetObject", key, out.body).await?;
         match content_range.as_deref().and_then(parse_content_range) {
             Some((start, _, _)) if start != range.start => {
                 let what = format!("asked for {range:?}, the server answered {content_range:?}");
