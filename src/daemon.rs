@@ -48,7 +48,9 @@ pub enum DaemonError {
     #[error(transparent)]
     Setup(BoxError),
     /// An S3 origin's endpoint did not pass its check before mounting.
-    #[error("{source}\n(to mount anyway, with that origin failing until it answers: -o lazy_origins)")]
+    #[error(
+        "{source}\n(to mount anyway, with that origin failing until it answers: -o lazy_origins)"
+    )]
     OriginDown {
         #[source]
         source: crate::origin::OriginError,
@@ -516,10 +518,7 @@ fn serve(
 /// Checks every S3 origin (in parallel, each within its endpoint's
 /// timeout) before the mount is reported ready: the first failure is the
 /// mount's, unless `lazy`, which logs each failed origin once as degraded.
-fn check_s3_origins(
-    buckets: &[crate::bucket::BucketState],
-    lazy: bool,
-) -> Result<(), DaemonError> {
+fn check_s3_origins(buckets: &[crate::bucket::BucketState], lazy: bool) -> Result<(), DaemonError> {
     let mut origins: Vec<&Arc<crate::origin::S3Origin>> = Vec::new();
     for o in buckets.iter().flat_map(|b| &b.origins) {
         if let crate::origin::Backend::S3(s3) = o
@@ -597,7 +596,11 @@ mod tests {
                 lazy_origins: false,
             }
         );
-        assert!(parse_options(&["lazy_origins".into()]).unwrap().lazy_origins);
+        assert!(
+            parse_options(&["lazy_origins".into()])
+                .unwrap()
+                .lazy_origins
+        );
         assert_eq!(
             parse_options(&["uid=x".into()]).unwrap_err().to_string(),
             "-o uid=x: not a number"

@@ -1214,8 +1214,17 @@ fn staging_files_are_private_while_a_write_is_open() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 2, "one staging file per open writer: {files:?}");
-    assert_eq!(mode_of(&staging), 0o700, "staging dir {}", staging.display());
+    assert_eq!(
+        files.len(),
+        2,
+        "one staging file per open writer: {files:?}"
+    );
+    assert_eq!(
+        mode_of(&staging),
+        0o700,
+        "staging dir {}",
+        staging.display()
+    );
     for f in &files {
         assert_eq!(mode_of(f), 0o600, "staging file {}", f.display());
     }
@@ -1251,10 +1260,17 @@ fn failed_truncate_leaves_no_staging_file() {
     let m = mount_s3(srv, &bucket, "", 20);
     let staging = m.scratch_path("state/staging");
     let huge = 100i64 << 40; // 100 TiB
-    expect_errno(truncate_path(&m.at("f"), huge), libc::EFBIG, "truncate(2) to 100 TiB");
+    expect_errno(
+        truncate_path(&m.at("f"), huge),
+        libc::EFBIG,
+        "truncate(2) to 100 TiB",
+    );
     assert_eq!(names(&staging), Vec::<String>::new(), "after truncate(2)");
     let o = run_timeout(
-        Command::new("truncate").arg("-s").arg("100T").arg(m.at("f")),
+        Command::new("truncate")
+            .arg("-s")
+            .arg("100T")
+            .arg(m.at("f")),
         Duration::from_secs(60),
     );
     assert!(!o.status.success(), "truncate -s 100T succeeded");
@@ -1275,7 +1291,11 @@ fn failed_truncate_leaves_no_staging_file() {
     // A truncate S3 can hold still works.
     truncate_path(&m.at("f"), 4).unwrap();
     assert_eq!(get(&c, "f"), b"keep");
-    assert_eq!(names(&staging), Vec::<String>::new(), "after a good truncate");
+    assert_eq!(
+        names(&staging),
+        Vec::<String>::new(),
+        "after a good truncate"
+    );
     m.unmount();
 }
 
@@ -1295,8 +1315,14 @@ fn crash_leftover_staging_files_are_removed_at_start() {
     let kept = staging.join(format!("{bucket}-earlier.failed"));
     fs::write(&kept, b"a failed upload, kept").unwrap();
     let m = Mount::start_in(root, &s3_config(srv, &bucket, "", 20), &["--bucket", "b"]);
-    assert!(!leftover.exists(), "a crash's staging file survived the start");
-    assert!(!empty.exists(), "an empty crash leftover survived the start");
+    assert!(
+        !leftover.exists(),
+        "a crash's staging file survived the start"
+    );
+    assert!(
+        !empty.exists(),
+        "an empty crash leftover survived the start"
+    );
     assert_eq!(fs::read(&kept).unwrap(), b"a failed upload, kept");
     assert_eq!(mode_of(&staging), 0o700);
     // A file being staged while another process starts (a `batch run` on

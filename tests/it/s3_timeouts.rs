@@ -30,8 +30,9 @@ use common::*;
 use serde_json::{Value, json};
 use storgate::origin::s3::client::S3Client;
 
-/// The endpoint's `timeout` in these tests.
-const T: u64 = 3;
+/// The endpoint's `timeout` in these tests: above 5 s, so that an operation
+/// that waits for two timeouts in a row (2T) breaks the limit of T + 5 s.
+const T: u64 = 7;
 
 /// What SPEC §9.1 allows a client to wait: T + 5 s.
 fn allowed() -> Duration {
@@ -164,11 +165,11 @@ fn past_ttl() {
     thread::sleep(Duration::from_millis(1200));
 }
 
-/// Waits until a silent endpoint lets a probe through again (1.5 s after
-/// the last timeout for T = 3 s), so that the next operation meets the
-/// silence itself rather than failing fast because of the previous one.
+/// Waits until a silent endpoint lets a probe through again (T/2 after the
+/// last timeout), so that the next operation meets the silence itself
+/// rather than failing fast because of the previous one.
 fn next_op() {
-    thread::sleep(Duration::from_secs(2));
+    thread::sleep(Duration::from_millis(T * 500 + 500));
 }
 
 // ------------------------------------------------------------ reads ----
@@ -294,8 +295,10 @@ fn close_and_fsync_after_write_fail_in_time() {
     let (res, took) = timed("close", move || close(big));
     assert_fails_in_time("close of a multipart upload", res, took, &m);
     next_op();
-    let (res, took) = timed("fsync", move || synced.sync_all().map(|_| synced));
-    assert_fails_in_time("fsync", res.map(drop), took, &m);
+    // The handle outlives the timer: its close is another operation.
+    let ((res, synced), took) = timed("fsync", move || (synced.sync_all(), synced));
+    assert_fails_in_time("fsync", res, took, &m);
+    drop(synced);
     m.unmount();
 }
 
@@ -341,7 +344,11 @@ fn mount_with_the_endpoint_down_fails_naming_it() {
         "storgate mount exited {} with the endpoint down; stderr:\n{stderr}",
         out.status
     );
-    for want in [format!("ep-{bucket}"), valve.endpoint.clone(), bucket.clone()] {
+    for want in [
+        format!("ep-{bucket}"),
+        valve.endpoint.clone(),
+        bucket.clone(),
+    ] {
         assert!(
             stderr.contains(&want),
             "the message does not name {want:?}:\n{stderr}"

@@ -47,7 +47,10 @@ pub fn clean_staging(state_dir: &Path) -> usize {
     };
     let mut removed = 0;
     for e in entries.flatten() {
-        let is_part = e.file_name().as_encoded_bytes().ends_with(PART_SUFFIX.as_bytes());
+        let is_part = e
+            .file_name()
+            .as_encoded_bytes()
+            .ends_with(PART_SUFFIX.as_bytes());
         if !is_part || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
@@ -230,7 +233,10 @@ impl Staged {
             .map_err(fail)?;
         if let Err(e) = file.try_lock() {
             let _ = std::fs::remove_file(&path);
-            return Err(fail(std::io::Error::other(format!("cannot lock {}: {e}", path.display()))));
+            return Err(fail(std::io::Error::other(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))));
         }
         Ok((path, file))
     }

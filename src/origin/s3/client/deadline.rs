@@ -46,7 +46,10 @@ impl S3Client {
         deadline: Instant,
         fut: impl Future<Output = Result<T, SdkError<E>>>,
     ) -> OriginResult<Result<T, SdkError<E>>> {
-        let probe = match self.health.admit(std::time::Instant::now(), retry_pause(self.timeout)) {
+        let probe = match self
+            .health
+            .admit(std::time::Instant::now(), retry_pause(self.timeout))
+        {
             Admit::Go { probe } => probe,
             Admit::Silent(for_how_long) => {
                 tracing::debug!(bucket = %self.bucket, key, op, "S3 endpoint silent; request not sent");
@@ -103,6 +106,11 @@ impl S3Client {
                 Err(self.no_answer(op, key))
             }
         }
+    }
+
+    /// A response body stopped coming (and the SDK gave up on it).
+    pub(super) fn stalled(&self) {
+        self.timed_out(false);
     }
 
     fn no_answer(&self, op: &str, key: &str) -> OriginError {

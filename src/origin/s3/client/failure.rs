@@ -9,6 +9,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use super::S3Client;
+
+/// A body that failed after waiting this long for its next chunk was
+/// stalled (a reset or a broken stream fails at once).
+const STALL: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::error::Errno;
 use crate::origin::{OriginError, OriginResult};
 
@@ -25,15 +29,27 @@ impl S3Client {
     ) -> OriginResult<Bytes> {
         let mut out = bytes::BytesMut::new();
         loop {
-            let next = tokio::time::Instant::now() + self.timeout;
+            let waiting = tokio::time::Instant::now();
+            let next = waiting + self.timeout;
             match self.finish_by(op, key, next, body.next()).await? {
                 None => return Ok(out.freeze()),
                 Some(Ok(chunk)) => out.extend_from_slice(&chunk),
                 Some(Err(err)) => {
                     tracing::warn!(bucket = %self.bucket, key, op,
                         error = %DisplayErrorContext(&err), "S3 response body failed");
+                    // Failing after a long wait for the next chunk is the
+                    // SDK's stalled-stream guard: the server stopped answering.
+                    let stalled = waiting.elapsed() >= STALL;
+                    if stalled {
+                        self.stalled();
+                    }
+                    let errno = if stalled {
+                        Errno::ETIMEDOUT
+                    } else {
+                        Errno::EIO
+                    };
                     return Err(OriginError::new(
-                        Errno::EIO,
+                        errno,
                         format!("{op} {}/{key}: response body failed: {err}", self.bucket),
                     )
                     .with_source(err));

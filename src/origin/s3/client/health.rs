@@ -161,7 +161,13 @@ mod tests {
     #[test]
     fn the_pause_is_bounded() {
         assert_eq!(retry_pause(Duration::from_secs(30)), Duration::from_secs(5));
-        assert_eq!(retry_pause(Duration::from_secs(3)), Duration::from_millis(1500));
-        assert_eq!(retry_pause(Duration::from_millis(100)), Duration::from_secs(1));
+        assert_eq!(
+            retry_pause(Duration::from_secs(3)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            retry_pause(Duration::from_millis(100)),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -36,7 +36,10 @@ impl S3Client {
             .key(key)
             .set_if_match(if_match.map(str::to_string))
             .send();
-        match self.bounded("HeadObject", key, self.deadline(), req).await? {
+        match self
+            .bounded("HeadObject", key, self.deadline(), req)
+            .await?
+        {
             Ok(out) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
                 size: to_size(out.content_length()),
@@ -211,7 +214,10 @@ impl S3Client {
             .bucket(&self.bucket)
             .key(key)
             .send();
-        match self.bounded("DeleteObject", key, self.deadline(), req).await? {
+        match self
+            .bounded("DeleteObject", key, self.deadline(), req)
+            .await?
+        {
             Ok(_) => Ok(()),
             Err(err) if classify(&err) == Errno::ENOENT => Ok(()),
             Err(err) => Err(self.fail("DeleteObject", key, err)),
