@@ -47,6 +47,14 @@ pub enum DaemonError {
     /// Building the buckets or the event engine from the config failed.
     #[error(transparent)]
     Setup(BoxError),
+    /// An S3 origin's endpoint did not pass its check before mounting.
+    #[error(
+        "{source}\n(to mount anyway, with that origin failing until it answers: -o lazy_origins)"
+    )]
+    OriginDown {
+        #[source]
+        source: crate::origin::OriginError,
+    },
     #[error(transparent)]
     Core(#[from] FsError),
     #[error("cannot mount {}: {source}", path.display())]
@@ -85,6 +93,9 @@ pub struct MountOpts {
     pub gid: Option<u32>,
     /// `-o no_passthrough`: serve every read and write in the daemon.
     pub no_passthrough: bool,
+    /// `-o lazy_origins`: mount even when an S3 origin fails its check
+    /// (logged once as degraded; its calls fail until it answers).
+    pub lazy_origins: bool,
 }
 
 /// Options that mount(8) and fstab pass along and that mean nothing here.
@@ -121,6 +132,7 @@ pub fn parse_options(raw: &[String]) -> Result<MountOpts, DaemonError> {
             None if opt == "allow_other" => o.allow_other = true,
             None if opt == "ro" => o.read_only = true,
             None if opt == "no_passthrough" => o.no_passthrough = true,
+            None if opt == "lazy_origins" => o.lazy_origins = true,
             None if IGNORED_OPTIONS.contains(&opt) => {}
             Some(("uid", v)) => o.uid = Some(parse_id("uid", v)?),
             Some(("gid", v)) => o.gid = Some(parse_id("gid", v)?),
@@ -364,8 +376,11 @@ fn serve(
         }
         e
     };
+    // Before any origin is built: nothing of ours is being staged yet.
+    crate::origin::s3::clean_staging(&cfg.state_dir);
     let built = (|| {
         let all = crate::bucket::build_buckets(cfg).map_err(|e| DaemonError::Setup(e.into()))?;
+        check_s3_origins(&all, opts.lazy_origins)?;
         let core = Core::with_buckets(cfg, &all, bucket, fs_opts)?;
         let engine = if has_events(cfg) {
             Some(Engine::new(cfg, &all).map_err(|e| DaemonError::Setup(e.into()))?)
@@ -500,6 +515,44 @@ fn serve(
     served
 }
 
+/// Checks every S3 origin (in parallel, each within its endpoint's
+/// timeout) before the mount is reported ready: the first failure is the
+/// mount's, unless `lazy`, which logs each failed origin once as degraded.
+fn check_s3_origins(buckets: &[crate::bucket::BucketState], lazy: bool) -> Result<(), DaemonError> {
+    let mut origins: Vec<&Arc<crate::origin::S3Origin>> = Vec::new();
+    for o in buckets.iter().flat_map(|b| &b.origins) {
+        if let crate::origin::Backend::S3(s3) = o
+            && !origins.iter().any(|seen| seen.describe() == s3.describe())
+        {
+            origins.push(s3);
+        }
+    }
+    let failures: Vec<crate::origin::OriginError> = std::thread::scope(|scope| {
+        let checks: Vec<_> = origins
+            .iter()
+            .map(|o| scope.spawn(move || o.check()))
+            .collect();
+        checks
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(res) => res.err(),
+                Err(_) => Some(crate::origin::OriginError::new(
+                    crate::error::Errno::EIO,
+                    "the S3 origin check panicked",
+                )),
+            })
+            .collect()
+    });
+    for source in failures {
+        if !lazy {
+            return Err(DaemonError::OriginDown { source });
+        }
+        tracing::warn!(origin = %source,
+            "S3 origin degraded (-o lazy_origins): mounted anyway; its calls fail until its endpoint answers");
+    }
+    Ok(())
+}
+
 /// Whether any enabled bucket has an enabled event (onBatch included).
 fn has_events(cfg: &Config) -> bool {
     cfg.buckets.iter().any(|b| {
@@ -540,7 +593,13 @@ mod tests {
                 uid: Some(12),
                 gid: Some(34),
                 no_passthrough: false,
+                lazy_origins: false,
             }
+        );
+        assert!(
+            parse_options(&["lazy_origins".into()])
+                .unwrap()
+                .lazy_origins
         );
         assert_eq!(
             parse_options(&["uid=x".into()]).unwrap_err().to_string(),

@@ -33,7 +33,11 @@ enum Command {
         /// Stay in the foreground (for systemd); log to stderr.
         #[arg(short = 'f', long)]
         foreground: bool,
-        /// Mount options: allow_other, ro, uid=N, gid=N (comma-separated).
+        /// Mount options (comma-separated): allow_other, ro, uid=N, gid=N,
+        /// no_passthrough (serve reads and writes in the daemon), lazy_origins
+        /// (mount even if an S3 endpoint fails its check at start: the origin
+        /// is logged as degraded and its calls fail until it answers; without
+        /// it, mount exits non-zero naming the endpoint).
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
         mountpoint: PathBuf,

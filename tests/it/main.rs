@@ -29,4 +29,5 @@ mod mount_cli;
 mod mount_merge;
 mod s3_client;
 mod s3_mount;
+mod s3_timeouts;
 mod tools;

@@ -567,15 +567,43 @@ async fn hung_server_times_out() {
         .map_err(|e| e.errno());
     assert_fails_fast("get_range on a hung server", res.clone(), t);
     assert_eq!(res, Err(Errno::ETIMEDOUT));
+    // The endpoint now counts as silent: the next request fails at once
+    // (one client call's later requests must not each wait the timeout).
     let t = Instant::now();
-    assert_fails_fast("head on a hung server", c.head("obj").await, t);
-    srv.resume();
     assert_eq!(
-        c.get_range("obj", 0..100, None)
-            .await
-            .expect("after resume"),
-        vec![7; 100]
+        c.head("obj").await.map_err(|e| e.errno()),
+        Err(Errno::ETIMEDOUT),
+        "head on a silent endpoint"
     );
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "a request to a silent endpoint waited {:?}",
+        t.elapsed()
+    );
+    // After the probe pause (1 s for a 2 s timeout) one request tries again:
+    // it gets no answer, and takes the timeout, not more.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t = Instant::now();
+    assert_fails_fast("a probe of a hung server", c.head("obj").await, t);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "the probe was not sent"
+    );
+    srv.resume();
+    // Once the server answers a probe, everything works again.
+    let t = Instant::now();
+    let got = loop {
+        match c.get_range("obj", 0..100, None).await {
+            Ok(b) => break b,
+            Err(e) if t.elapsed() < Duration::from_secs(10) => {
+                assert_eq!(e.errno(), Errno::ETIMEDOUT, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no recovery 10 s after resume: {e}"),
+        }
+    };
+    assert_eq!(got, vec![7; 100]);
+    assert!(!c.is_silent());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

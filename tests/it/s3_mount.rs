@@ -1175,6 +1175,170 @@ fn merged_tree_scenario_4() {
     m.unmount();
 }
 
+// ------------------------------------------------- staging files ----
+
+/// Mode bits (0o777) of `p`.
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// SPEC §9.1: staging files hold a client's bytes; the daemon runs as root
+/// with umask 0, so they must be made 0600 in a 0700 directory explicitly —
+/// checked while the writes are open, as another local user would look.
+#[test]
+fn staging_files_are_private_while_a_write_is_open() {
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("staging-modes");
+    let c = client(srv, &bucket);
+    put_object(&c, "old.txt", b"existing object");
+    let m = mount_s3(srv, &bucket, "", 20);
+    let staging = m.scratch_path("state/staging");
+    let mut created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(m.at("new.bin"))
+        .unwrap();
+    created.write_all(b"secret bytes of a client").unwrap();
+    // Opened without O_TRUNC: downloaded into its staging file first.
+    let mut opened = fs::OpenOptions::new()
+        .write(true)
+        .open(m.at("old.txt"))
+        .unwrap();
+    opened.write_all(b"EXISTING").unwrap();
+    let files: Vec<_> = fs::read_dir(&staging)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        2,
+        "one staging file per open writer: {files:?}"
+    );
+    assert_eq!(
+        mode_of(&staging),
+        0o700,
+        "staging dir {}",
+        staging.display()
+    );
+    for f in &files {
+        assert_eq!(mode_of(f), 0o600, "staging file {}", f.display());
+    }
+    // The attribute index under stateDir is private too.
+    let index = m.scratch_path("state/s3meta");
+    assert_eq!(mode_of(&index), 0o700, "index dir {}", index.display());
+    for e in fs::read_dir(&index).unwrap().flatten() {
+        assert_eq!(mode_of(&e.path()), 0o600, "index file {:?}", e.path());
+    }
+    close(created).unwrap();
+    close(opened).unwrap();
+    assert_eq!(get(&c, "new.bin"), b"secret bytes of a client");
+    assert_eq!(get(&c, "old.txt"), b"EXISTING object");
+    poll(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "staging files removed after the uploads",
+        || names(&staging).is_empty(),
+        || format!("{:?}", names(&staging)),
+    );
+    m.unmount();
+}
+
+/// A truncate to a size no S3 object can have fails with EFBIG — by path
+/// (`truncate(2)`) and through a handle (`truncate -s`) — before a byte is
+/// staged, and leaves no staging file and the object as it was.
+#[test]
+fn failed_truncate_leaves_no_staging_file() {
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("staging-efbig");
+    let c = client(srv, &bucket);
+    put_object(&c, "f", b"keep me");
+    let m = mount_s3(srv, &bucket, "", 20);
+    let staging = m.scratch_path("state/staging");
+    let huge = 100i64 << 40; // 100 TiB
+    expect_errno(
+        truncate_path(&m.at("f"), huge),
+        libc::EFBIG,
+        "truncate(2) to 100 TiB",
+    );
+    assert_eq!(names(&staging), Vec::<String>::new(), "after truncate(2)");
+    let o = run_timeout(
+        Command::new("truncate")
+            .arg("-s")
+            .arg("100T")
+            .arg(m.at("f")),
+        Duration::from_secs(60),
+    );
+    assert!(!o.status.success(), "truncate -s 100T succeeded");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("File too large"),
+        "truncate -s 100T: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    poll(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "no staging file after truncate -s",
+        || names(&staging).is_empty(),
+        || format!("{:?}", names(&staging)),
+    );
+    assert_eq!(get(&c, "f"), b"keep me");
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"keep me");
+    // A truncate S3 can hold still works.
+    truncate_path(&m.at("f"), 4).unwrap();
+    assert_eq!(get(&c, "f"), b"keep");
+    assert_eq!(
+        names(&staging),
+        Vec::<String>::new(),
+        "after a good truncate"
+    );
+    m.unmount();
+}
+
+/// Staging files a crash left (`*.part`, unlocked) are removed at the next
+/// start; a failed upload kept for the operator (`*.failed`) stays.
+#[test]
+fn crash_leftover_staging_files_are_removed_at_start() {
+    let srv = S3Server::shared();
+    let bucket = srv.new_bucket("staging-crash");
+    let root = scratch();
+    let staging = root.path().join("state/staging");
+    fs::create_dir_all(&staging).unwrap();
+    let leftover = staging.join(format!("{bucket}-crashed1.part"));
+    fs::write(&leftover, b"half an upload").unwrap();
+    let empty = staging.join(format!("{bucket}-crashed2.part"));
+    fs::write(&empty, b"").unwrap();
+    let kept = staging.join(format!("{bucket}-earlier.failed"));
+    fs::write(&kept, b"a failed upload, kept").unwrap();
+    let m = Mount::start_in(root, &s3_config(srv, &bucket, "", 20), &["--bucket", "b"]);
+    assert!(
+        !leftover.exists(),
+        "a crash's staging file survived the start"
+    );
+    assert!(
+        !empty.exists(),
+        "an empty crash leftover survived the start"
+    );
+    assert_eq!(fs::read(&kept).unwrap(), b"a failed upload, kept");
+    assert_eq!(mode_of(&staging), 0o700);
+    // A file being staged while another process starts (a `batch run` on
+    // the same stateDir cleans too) is locked by its handle: it stays.
+    let mut w = fs::File::create(m.at("w.bin")).unwrap();
+    w.write_all(b"in flight").unwrap();
+    let in_flight = names(&staging);
+    assert_eq!(in_flight.len(), 2, "{in_flight:?}");
+    let removed = storgate::origin::s3::clean_staging(&m.scratch_path("state"));
+    assert_eq!(removed, 0, "a live staging file was removed");
+    assert_eq!(names(&staging), in_flight);
+    close(w).unwrap();
+    assert_eq!(fs::read(m.at("w.bin")).unwrap(), b"in flight");
+    m.unmount();
+}
+
 // ----------------------------------------------------------- faults ----
 
 /// Runs `f` on a thread; returns its result and how long it took, or panics

@@ -2,18 +2,89 @@
 //! to the ETag seen at open. Writers stage the whole file in a local file
 //! under `stateDir/staging` (downloaded first unless truncated), and upload
 //! it at `close`/`fsync` — before the call returns. A failed upload is
-//! EIO and the staged file stays where it is, logged with its path.
+//! EIO; at release a staging file whose upload failed is kept for the
+//! operator (renamed `*.failed`, logged with its path), every other one is
+//! removed, on every path (`Drop`).
+//!
+//! A file being staged (`*.part`, 0600 in the 0700 staging directory) is
+//! `flock`ed by its handle for as long as it lives, so [`clean_staging`]
+//! at the daemon's start removes exactly those a crash left behind, never
+//! one another process (a `batch run`) is writing.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use super::client::{MAX_PARTS, MIB};
 use super::meta::{self, Attrs};
 use super::origin::{Found, S3Origin};
 use super::prefetch::Prefetcher;
 use crate::error::{Errno, FsResult};
+
+/// The directory under `stateDir` where writes are staged.
+pub(crate) const STAGING_DIR: &str = "staging";
+/// Suffix of a file being staged; unlocked, it is a crash's leftover.
+const PART_SUFFIX: &str = ".part";
+/// Suffix of a staging file kept because its upload failed.
+const FAILED_SUFFIX: &str = ".failed";
+/// The largest object S3 holds: 10,000 parts of at most 5 GiB. Larger sizes
+/// are EFBIG at once, before a byte is staged or sent.
+pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS * 5 * 1024 * MIB;
+
+/// Removes the staging files (`*.part` in `stateDir/staging`) that a crashed
+/// daemon or run left: those nobody holds a lock on and that were last
+/// written before this call. Kept failed uploads (`*.failed`) stay. Returns
+/// how many were removed. Called once at the daemon's start.
+pub fn clean_staging(state_dir: &Path) -> usize {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir.join(STAGING_DIR);
+    let started = SystemTime::now();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let is_part = e
+            .file_name()
+            .as_encoded_bytes()
+            .ends_with(PART_SUFFIX.as_bytes());
+        if !is_part || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue;
+        };
+        // Locked: a live handle's. Written since we started: one made just
+        // now, before its maker could lock it.
+        let stale = f.try_lock().is_ok()
+            && f.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < started);
+        if stale && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed staging files left by a crash");
+    }
+    removed
+}
+
+/// EFBIG for a size no S3 object can have.
+pub(super) fn check_size(size: u64) -> FsResult<()> {
+    if size > MAX_OBJECT_SIZE {
+        return Err(Errno(libc::EFBIG));
+    }
+    Ok(())
+}
 
 pub enum S3File {
     Reader {
@@ -111,6 +182,22 @@ struct WriteState {
     upload_failed: bool,
     /// The writing handle was released: changes go to the object itself.
     finished: bool,
+    /// The file was kept (renamed) after a failed upload: not removed on drop.
+    kept: bool,
+}
+
+impl WriteState {
+    fn new(dirty: bool, attrs: Attrs) -> WriteState {
+        WriteState {
+            dirty,
+            attrs,
+            explicit_mtime: false,
+            orphaned: false,
+            upload_failed: false,
+            finished: false,
+            kept: false,
+        }
+    }
 }
 
 pub struct Staged {
@@ -130,19 +217,27 @@ impl Staged {
     /// A new staging file in `stateDir/staging`: an unpredictable name made
     /// with `O_EXCL` and mode 0600 (tempfile), so neither another local user
     /// nor a racing writer can open or pre-create it — the daemon runs with
-    /// umask 0, and the bytes are a client's. Kept (not deleted on drop):
-    /// the upload path removes it once the object is in the bucket, and a
-    /// failed upload leaves it for the user to find.
+    /// umask 0, and the bytes are a client's — locked at once (see
+    /// [`clean_staging`]). Removed when the `Staged` is dropped, unless a
+    /// failed upload kept it.
     fn new_file(origin: &S3Origin) -> FsResult<(PathBuf, File)> {
+        let fail = |e: std::io::Error| {
+            tracing::error!(dir = %origin.staging.display(), error = %e, "cannot create staging file");
+            Errno::from(e)
+        };
         let (file, path) = tempfile::Builder::new()
             .prefix(&format!("{}-", origin.name()))
-            .suffix(".part")
+            .suffix(PART_SUFFIX)
             .tempfile_in(&origin.staging)
             .and_then(|t| t.keep().map_err(|e| e.error))
-            .map_err(|e| {
-                tracing::error!(dir = %origin.staging.display(), error = %e, "cannot create staging file");
-                Errno::from(e)
-            })?;
+            .map_err(fail)?;
+        if let Err(e) = file.try_lock() {
+            let _ = std::fs::remove_file(&path);
+            return Err(fail(std::io::Error::other(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))));
+        }
         Ok((path, file))
     }
 
@@ -174,14 +269,7 @@ impl Staged {
             path,
             file,
             append,
-            state: Mutex::new(WriteState {
-                dirty: truncated,
-                attrs,
-                explicit_mtime: false,
-                orphaned: false,
-                upload_failed: false,
-                finished: false,
-            }),
+            state: Mutex::new(WriteState::new(truncated, attrs)),
             uploading: Mutex::new(()),
         }))
     }
@@ -202,14 +290,7 @@ impl Staged {
             path,
             file,
             append,
-            state: Mutex::new(WriteState {
-                dirty: true,
-                attrs,
-                explicit_mtime: false,
-                orphaned: false,
-                upload_failed: false,
-                finished: false,
-            }),
+            state: Mutex::new(WriteState::new(true, attrs)),
             uploading: Mutex::new(()),
         }))
     }
@@ -254,6 +335,7 @@ impl Staged {
         } else {
             offset
         };
+        check_size(offset.saturating_add(data.len() as u64))?;
         self.file.write_all_at(data, offset).map_err(Errno::from)?;
         self.state().explicit_mtime = false;
         self.touch();
@@ -261,6 +343,7 @@ impl Staged {
     }
 
     pub(crate) fn set_len(&self, size: u64) -> FsResult<()> {
+        check_size(size)?;
         self.file.set_len(size).map_err(Errno::from)?;
         self.touch();
         Ok(())
@@ -330,15 +413,41 @@ impl Staged {
     fn finish(&self) {
         let mut st = self.state();
         st.finished = true;
-        let keep = (st.dirty || st.upload_failed) && !st.orphaned;
+        let pending = (st.dirty || st.upload_failed) && !st.orphaned;
         drop(st);
-        if keep {
-            // One more try: a release without a successful close.
-            if self.upload_now().is_ok() {
-                let _ = std::fs::remove_file(&self.path);
-            }
-            return;
+        // One more try: a release without a successful close.
+        if pending && self.upload_now().is_err() {
+            self.keep();
         }
-        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Keeps the staging file of a failed upload for the operator, renamed
+    /// `*.failed` so that the start-up cleanup leaves it alone.
+    fn keep(&self) {
+        // Our own names (`ENDPOINT-RANDOM.part`) are UTF-8.
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = name.strip_suffix(PART_SUFFIX).unwrap_or(&name);
+        let kept = self.path.with_file_name(format!("{stem}{FAILED_SUFFIX}"));
+        match std::fs::rename(&self.path, &kept) {
+            Ok(()) => tracing::error!(key = %self.key, kept = %kept.display(),
+                "upload failed; the data is kept in this staging file"),
+            Err(e) => tracing::error!(key = %self.key, staging = %self.path.display(), error = %e,
+                "upload failed; the data stays in the staging file (cannot rename it, so the next start removes it)"),
+        }
+        self.state().kept = true;
+    }
+}
+
+impl Drop for Staged {
+    /// Every way out — a clean upload, an orphaned file, a failed truncate
+    /// or open — removes the staging file, but for a kept failed upload.
+    fn drop(&mut self) {
+        if !self.state().kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

@@ -17,5 +17,5 @@ pub mod meta;
 mod origin;
 pub mod prefetch;
 
-pub use file::S3File;
+pub use file::{MAX_OBJECT_SIZE, S3File, clean_staging};
 pub use origin::{S3Origin, runtime};

@@ -87,6 +87,7 @@ struct IndexLine {
 /// forgets the key) and rewrites it compacted.
 fn load_index(path: &std::path::Path) -> (HashMap<String, (String, Attrs)>, Option<std::fs::File>) {
     use std::io::BufRead;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut map = HashMap::new();
     if let Ok(f) = std::fs::File::open(path) {
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
@@ -138,11 +139,20 @@ fn load_index(path: &std::path::Path) -> (HashMap<String, (String, Attrs)>, Opti
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path);
     if let Err(e) = &log {
         tracing::warn!(path = %path.display(), error = %e, "S3 attribute index not persisted");
     }
     (map, log.ok())
+}
+
+/// `mkdir -p dir`, then mode 0700 (also when it existed with another mode).
+fn private_dir(dir: &std::path::Path) -> OriginResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
 }
 
 impl S3Origin {
@@ -154,14 +164,14 @@ impl S3Origin {
         let client = runtime()
             .block_on(S3Client::connect(ep))
             .map_err(|e| e.context(format!("aws_s3 {}", ep.name)))?;
-        let staging = state_dir.join("staging");
-        std::fs::create_dir_all(&staging).map_err(|e| {
-            OriginError::from(e).context(format!("staging directory {}", staging.display()))
-        })?;
+        // Staged bytes are clients' and index lines name their files: both
+        // directories are the daemon's alone, whatever the umask.
+        let staging = state_dir.join(super::file::STAGING_DIR);
+        private_dir(&staging)
+            .map_err(|e| e.context(format!("staging directory {}", staging.display())))?;
         let index_dir = state_dir.join("s3meta");
-        std::fs::create_dir_all(&index_dir).map_err(|e| {
-            OriginError::from(e).context(format!("index directory {}", index_dir.display()))
-        })?;
+        private_dir(&index_dir)
+            .map_err(|e| e.context(format!("index directory {}", index_dir.display())))?;
         let safe = |s: &str| {
             s.replace(
                 |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '.',
@@ -170,12 +180,14 @@ impl S3Origin {
         };
         let (attrs, index_log) =
             load_index(&index_dir.join(format!("{}-{}.jsonl", safe(&ep.name), safe(&ep.bucket))));
+        let timeout = client.timeout();
         Ok(Arc::new(S3Origin {
             client: Arc::new(client),
             root: keys::root_prefix(prefix),
             name: ep.name.clone(),
             ttl: ep.metadata_ttl,
-            timeout: ep.timeout,
+            // The client's: a `timeout` of 0 means its default.
+            timeout,
             staging,
             cache: TtlCaches::new(ep.metadata_ttl),
             attrs: Mutex::new(attrs),
@@ -187,6 +199,35 @@ impl S3Origin {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Checks that the endpoint answers and that the origin can be listed
+    /// (one ListObjectsV2 of one key under its prefix: the bucket exists,
+    /// the credentials work), within the endpoint's timeout. The error names
+    /// the endpoint, its URL and the bucket. An endpoint that did not
+    /// answer counts as silent afterwards: the first client calls fail fast.
+    pub fn check(&self) -> OriginResult<()> {
+        let res = runtime().block_on(self.client.list_page(&self.root, None, None, None, Some(1)));
+        res.map(drop).map_err(|e| {
+            if e.errno() == Errno::ETIMEDOUT {
+                self.client.assume_silent();
+            }
+            e.context(self.describe())
+        })
+    }
+
+    /// `aws_s3 "NAME" (URL, bucket BUCKET[, prefix P])`, for messages.
+    pub fn describe(&self) -> String {
+        let prefix = match self.root.as_str() {
+            "" => String::new(),
+            p => format!(", prefix {p}"),
+        };
+        format!(
+            "aws_s3 {:?} ({}, bucket {}{prefix})",
+            self.name,
+            self.client.url(),
+            self.client.bucket()
+        )
     }
 
     pub fn metadata_ttl(&self) -> Duration {
@@ -740,11 +781,14 @@ impl S3Origin {
             self.invalidate(rel);
             return Ok(());
         }
+        // Refused before anything is downloaded.
+        super::file::check_size(size)?;
         let file = self.open(rel, libc::O_RDWR)?;
-        file.set_len(size)?;
-        file.flush()?;
+        let res = file.set_len(size).and_then(|()| file.flush());
+        // Released on every path: its staging file goes (or, after a failed
+        // upload, is kept as `*.failed`).
         file.release();
-        Ok(())
+        res
     }
 
     pub fn statvfs(&self) -> libc::statvfs {

@@ -368,3 +368,183 @@ fn http(port: u16, method: &str, path: &str) -> io::Result<(u16, String)> {
         .to_string();
     Ok((status, body))
 }
+
+/// A loopback TCP relay in front of an S3 server that can be made to stop
+/// answering, for timeout tests: [`forward`](Valve::forward) passes bytes
+/// both ways; after [`silence`](Valve::silence) every connection, open or
+/// new, is accepted and read from but never answered again (a hung backend
+/// behind a live TCP stack); [`silence_after`](Valve::silence_after) lets
+/// that many more response bytes through first, so a response stops in the
+/// middle of its body. A silenced connection stays silent even if the valve
+/// is opened again. Dropping the valve closes every socket.
+pub struct Valve {
+    /// `http://127.0.0.1:PORT` of the relay.
+    pub endpoint: String,
+    state: std::sync::Arc<ValveState>,
+}
+
+struct ValveState {
+    /// Response bytes still allowed through; `u64::MAX` = forward freely.
+    budget: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+    /// Every socket of the relay, to shut down on drop.
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+impl ValveState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TcpStream>> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn keep(&self, s: &TcpStream) {
+        if let Ok(c) = s.try_clone() {
+            self.lock().push(c);
+        }
+    }
+
+    /// How many of `n` response bytes may pass now (taken from the budget).
+    fn take(&self, n: u64) -> u64 {
+        let mut cur = self.budget.load(Ordering::SeqCst);
+        loop {
+            if cur == u64::MAX {
+                return n;
+            }
+            let give = cur.min(n);
+            match self
+                .budget
+                .compare_exchange(cur, cur - give, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return give,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Valve {
+    /// A relay to `upstream` (an `http://127.0.0.1:PORT` endpoint), forwarding.
+    pub fn to(upstream: &str) -> Valve {
+        let port: u16 = upstream
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("not an http://127.0.0.1:PORT endpoint: {upstream}"));
+        let up = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let local = listener.local_addr().expect("relay address");
+        let state = std::sync::Arc::new(ValveState {
+            budget: AtomicU64::new(u64::MAX),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            sockets: Mutex::new(Vec::new()),
+        });
+        let st = state.clone();
+        thread::Builder::new()
+            .name("valve-accept".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if st.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    st.keep(&client);
+                    let st = st.clone();
+                    thread::spawn(move || relay(st, client, up));
+                }
+            })
+            .expect("relay thread");
+        Valve {
+            endpoint: format!("http://{local}"),
+            state,
+        }
+    }
+
+    /// Forward freely again (new connections only: silenced ones stay dead).
+    pub fn forward(&self) {
+        self.state.budget.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// From now on nothing more is answered.
+    pub fn silence(&self) {
+        self.silence_after(0);
+    }
+
+    /// `bytes` more response bytes pass, then nothing.
+    pub fn silence_after(&self, bytes: u64) {
+        self.state.budget.store(bytes, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Valve {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::SeqCst);
+        for s in self.state.lock().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // Wake the accept loop so it sees `closed`.
+        if let Some(addr) = self.endpoint.strip_prefix("http://")
+            && let Ok(addr) = addr.parse::<SocketAddr>()
+        {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+    }
+}
+
+/// One client connection: requests go upstream (or are swallowed once the
+/// valve is shut), answers come back while the budget lasts.
+fn relay(st: std::sync::Arc<ValveState>, mut client: TcpStream, up: SocketAddr) {
+    let swallow = |mut c: TcpStream| {
+        let mut buf = [0u8; 64 * 1024];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    if st.budget.load(Ordering::SeqCst) == 0 {
+        return swallow(client);
+    }
+    let Ok(mut server) = TcpStream::connect_timeout(&up, Duration::from_secs(5)) else {
+        return swallow(client);
+    };
+    st.keep(&server);
+    let (Ok(mut client_w), Ok(mut server_r)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let back = st.clone();
+    // Answers: upstream → client, within the budget; then silence.
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut dead = false;
+        while let Ok(n) = server_r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if dead {
+                continue;
+            }
+            let give = back.take(n as u64) as usize;
+            if give > 0 && client_w.write_all(&buf[..give]).is_err() {
+                break;
+            }
+            dead = give < n;
+        }
+        // A silenced relay does not even pass on the close.
+        if !dead && back.budget.load(Ordering::SeqCst) != 0 {
+            let _ = client_w.shutdown(std::net::Shutdown::Write);
+        }
+    });
+    // Requests: client → upstream, swallowed once the valve is shut.
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n) = client.read(&mut buf) {
+        if n == 0 {
+            let _ = server.shutdown(std::net::Shutdown::Write);
+            break;
+        }
+        if st.budget.load(Ordering::SeqCst) == 0 {
+            continue;
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}

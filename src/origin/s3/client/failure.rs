@@ -9,38 +9,51 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use super::S3Client;
+
+/// A body that failed after waiting this long for its next chunk was
+/// stalled (a reset or a broken stream fails at once).
+const STALL: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::error::Errno;
 use crate::origin::{OriginError, OriginResult};
 
 impl S3Client {
-    /// A response body, within the timeout.
+    /// A response body that must keep coming: a pause of `timeout` between
+    /// two chunks is a server that stopped answering (ETIMEDOUT). Not a
+    /// bound on the whole body, so a big part over a slow but live link
+    /// still arrives.
     pub(super) async fn collect(
         &self,
         op: &str,
         key: &str,
-        body: ByteStream,
+        mut body: ByteStream,
     ) -> OriginResult<Bytes> {
-        match tokio::time::timeout(self.timeout, body.collect()).await {
-            Ok(Ok(data)) => Ok(data.into_bytes()),
-            Ok(Err(err)) => {
-                tracing::warn!(bucket = %self.bucket, key, op,
-                    error = %DisplayErrorContext(&err), "S3 response body failed");
-                Err(OriginError::new(
-                    Errno::EIO,
-                    format!("{op} {}/{key}: response body failed: {err}", self.bucket),
-                )
-                .with_source(err))
-            }
-            Err(_) => {
-                tracing::warn!(bucket = %self.bucket, key, op, timeout = ?self.timeout,
-                    "S3 response body timed out");
-                Err(OriginError::new(
-                    Errno::ETIMEDOUT,
-                    format!(
-                        "{op} {}/{key}: response body timed out after {:?}",
-                        self.bucket, self.timeout
-                    ),
-                ))
+        let mut out = bytes::BytesMut::new();
+        loop {
+            let waiting = tokio::time::Instant::now();
+            let next = waiting + self.timeout;
+            match self.finish_by(op, key, next, body.next()).await? {
+                None => return Ok(out.freeze()),
+                Some(Ok(chunk)) => out.extend_from_slice(&chunk),
+                Some(Err(err)) => {
+                    tracing::warn!(bucket = %self.bucket, key, op,
+                        error = %DisplayErrorContext(&err), "S3 response body failed");
+                    // Failing after a long wait for the next chunk is the
+                    // SDK's stalled-stream guard: the server stopped answering.
+                    let stalled = waiting.elapsed() >= STALL;
+                    if stalled {
+                        self.stalled();
+                    }
+                    let errno = if stalled {
+                        Errno::ETIMEDOUT
+                    } else {
+                        Errno::EIO
+                    };
+                    return Err(OriginError::new(
+                        errno,
+                        format!("{op} {}/{key}: response body failed: {err}", self.bucket),
+                    )
+                    .with_source(err));
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ impl S3Client {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> OriginResult<ListPage> {
-        let out = self
+        let req = self
             .inner
             .list_objects_v2()
             .bucket(&self.bucket)
@@ -25,8 +25,10 @@ impl S3Client {
             .set_start_after(start_after.map(str::to_string))
             .set_continuation_token(token)
             .set_max_keys(max_keys)
-            .send()
-            .await
+            .send();
+        let out = self
+            .bounded("ListObjectsV2", prefix, self.deadline(), req)
+            .await?
             .map_err(|e| self.fail("ListObjectsV2", prefix, e))?;
         let objects = out
             .contents()

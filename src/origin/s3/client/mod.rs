@@ -7,9 +7,12 @@
 //!   source; the failure is logged once where it happens (`tracing::warn!`,
 //!   with bucket and key — never credentials; ENOENT and ESTALE, being
 //!   answers, at `debug`) — see `failure`;
-//! * bounded time: the endpoint's `timeout` is the SDK's operation timeout and
-//!   also bounds reading a response body, retries are few and short, so a dead
-//!   or hung server fails a call within about `timeout`;
+//! * bounded time: every request ends within the endpoint's `timeout`, the
+//!   SDK's retries included, and a response body must keep coming (no pause
+//!   of `timeout`) (`deadline`); once a request got no answer the endpoint counts as
+//!   silent: later requests fail at once, but for one probe now and then,
+//!   until the server answers again (`health`). So a dead or hung server
+//!   fails a client's call within about `timeout`, not once per request;
 //! * the multi-request operations: paged listing to the end, parallel ranged
 //!   download into a file, multipart upload (parallel parts, aborted on
 //!   failure) and multipart server-side copy above 5 GiB;
@@ -17,12 +20,15 @@
 //!
 //! The code is split by what it owns: `objects` (HEAD, GET, PUT, DELETE),
 //! `listing`, `multipart` (uploads and copies in parts), `timeouts` (the
-//! SDK's timeout and retry policy) and `failure` (error mapping).
+//! SDK's timeout and retry policy), `deadline` and `health` (the bound of
+//! each request) and `failure` (error mapping).
 //!
 //! ETags are kept exactly as the server sends them (with their quotes), so an
 //! ETag from [`S3Client::head`] or a listing can be passed back as `If-Match`.
 
+mod deadline;
 mod failure;
+mod health;
 mod listing;
 mod multipart;
 mod objects;
@@ -31,6 +37,7 @@ mod tests;
 mod timeouts;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
@@ -125,12 +132,17 @@ pub struct S3Client {
     inner: aws_sdk_s3::Client,
     bucket: String,
     timeout: Duration,
+    /// The endpoint URL (or `AWS S3 (REGION)`), for messages.
+    url: String,
+    /// Shared by the clones: one endpoint, one state.
+    health: Arc<health::Health>,
 }
 
 impl std::fmt::Debug for S3Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Client")
             .field("bucket", &self.bucket)
+            .field("url", &self.url)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -201,6 +213,13 @@ impl S3Client {
                 ),
             ));
         }
+        let url = match &ep.endpoint {
+            Some(u) => u.clone(),
+            None => format!(
+                "AWS S3 ({})",
+                shared.region().map(|r| r.as_ref()).unwrap_or("?")
+            ),
+        };
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(ep.force_path_style)
             .build();
@@ -208,6 +227,8 @@ impl S3Client {
             inner: aws_sdk_s3::Client::from_conf(conf),
             bucket: ep.bucket.clone(),
             timeout,
+            url,
+            health: Arc::new(health::Health::default()),
         })
     }
 
@@ -218,5 +239,10 @@ impl S3Client {
     /// The per-request timeout this client was built with.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The endpoint URL, or `AWS S3 (REGION)`.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }

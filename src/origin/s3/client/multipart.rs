@@ -80,7 +80,7 @@ impl S3Client {
                         )
                         .with_source(e)
                     })?;
-                let out = client
+                let req = client
                     .inner
                     .upload_part()
                     .bucket(&client.bucket)
@@ -89,8 +89,10 @@ impl S3Client {
                     .part_number(number)
                     .content_length((range.end - range.start) as i64)
                     .body(body)
-                    .send()
-                    .await
+                    .send();
+                let out = client
+                    .bounded("UploadPart", &key, client.deadline(), req)
+                    .await?
                     .map_err(|e| client.fail("UploadPart", &key, e))?;
                 Ok(out.e_tag().map(str::to_string))
             }
@@ -143,9 +145,9 @@ impl S3Client {
                     .metadata_directive(MetadataDirective::Replace)
                     .set_metadata(Some(meta.clone()));
             }
-            let out = req
-                .send()
-                .await
+            let out = self
+                .bounded("CopyObject", src, self.deadline(), req.send())
+                .await?
                 .map_err(|e| self.fail("CopyObject", src, e))?;
             let etag = out.copy_object_result().and_then(|r| r.e_tag());
             return self.etag_or_head(dst, etag).await;
@@ -169,7 +171,7 @@ impl S3Client {
                     src_etag.clone(),
                 );
                 async move {
-                    let out = client
+                    let req = client
                         .inner
                         .upload_part_copy()
                         .bucket(&client.bucket)
@@ -179,8 +181,10 @@ impl S3Client {
                         .copy_source(&*source)
                         .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
                         .set_copy_source_if_match(src_etag.as_deref().map(str::to_string))
-                        .send()
-                        .await
+                        .send();
+                    let out = client
+                        .bounded("UploadPartCopy", &dst, client.deadline(), req)
+                        .await?
                         .map_err(|e| client.fail("UploadPartCopy", &dst, e))?;
                     Ok(out
                         .copy_part_result()
@@ -197,14 +201,16 @@ impl S3Client {
         key: &str,
         meta: &HashMap<String, String>,
     ) -> OriginResult<String> {
-        let out = self
+        let req = self
             .inner
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .set_metadata(Some(meta.clone()))
-            .send()
-            .await
+            .send();
+        let out = self
+            .bounded("CreateMultipartUpload", key, self.deadline(), req)
+            .await?
             .map_err(|e| self.fail("CreateMultipartUpload", key, e))?;
         match out.upload_id() {
             Some(id) if !id.is_empty() => Ok(id.to_string()),
@@ -220,40 +226,66 @@ impl S3Client {
         parts: OriginResult<Vec<CompletedPart>>,
     ) -> OriginResult<String> {
         let res = match parts {
-            Ok(parts) => self
-                .inner
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| self.fail("CompleteMultipartUpload", key, e)),
+            Ok(parts) => {
+                let req = self
+                    .inner
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send();
+                match self
+                    .bounded("CompleteMultipartUpload", key, self.deadline(), req)
+                    .await
+                {
+                    Ok(res) => res.map_err(|e| self.fail("CompleteMultipartUpload", key, e)),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         match res {
             Ok(out) => self.etag_or_head(key, out.e_tag()).await,
-            Err(errno) => {
-                if let Err(err) = self
-                    .inner
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(bucket = %self.bucket, key, upload_id,
-                        error = %DisplayErrorContext(&err),
-                        "AbortMultipartUpload failed; the bucket's lifecycle rules must clean up");
-                }
-                Err(errno)
+            Err(err) if err.errno() == Errno::ETIMEDOUT => {
+                // The server does not answer: the caller must not wait for
+                // the abort too. It goes on in the background.
+                let (client, key, upload_id) =
+                    (self.clone(), key.to_string(), upload_id.to_string());
+                tokio::spawn(async move { client.abort_multipart(&key, &upload_id).await });
+                Err(err)
             }
+            Err(err) => {
+                self.abort_multipart(key, upload_id).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// AbortMultipartUpload, best effort (logged when it fails).
+    async fn abort_multipart(&self, key: &str, upload_id: &str) {
+        let req = self
+            .inner
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send();
+        let failed = match self
+            .bounded("AbortMultipartUpload", key, self.deadline(), req)
+            .await
+        {
+            Ok(Ok(_)) => None,
+            Ok(Err(err)) => Some(DisplayErrorContext(&err).to_string()),
+            Err(err) => Some(err.to_string()),
+        };
+        if let Some(error) = failed {
+            tracing::warn!(bucket = %self.bucket, key, upload_id, error,
+                "AbortMultipartUpload failed; the bucket's lifecycle rules must clean up");
         }
     }
 

@@ -29,15 +29,17 @@ impl S3Client {
         key: &str,
         if_match: Option<&str>,
     ) -> OriginResult<Option<ObjectMeta>> {
-        let res = self
+        let req = self
             .inner
             .head_object()
             .bucket(&self.bucket)
             .key(key)
             .set_if_match(if_match.map(str::to_string))
-            .send()
-            .await;
-        match res {
+            .send();
+        match self
+            .bounded("HeadObject", key, self.deadline(), req)
+            .await?
+        {
             Ok(out) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
                 size: to_size(out.content_length()),
@@ -62,16 +64,15 @@ impl S3Client {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        let res = self
+        let req = self
             .inner
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .set_if_match(if_match.map(str::to_string))
-            .send()
-            .await;
-        let out = match res {
+            .send();
+        let out = match self.bounded("GetObject", key, self.deadline(), req).await? {
             Ok(out) => out,
             // 416: the range starts at or past the end of the object.
             Err(err) if status_of(&err) == Some(416) => return Ok(Bytes::new()),
@@ -188,7 +189,7 @@ impl S3Client {
         cond: Cond<'_>,
     ) -> OriginResult<String> {
         let (if_match, if_none_match) = cond.headers();
-        let out = self
+        let req = self
             .inner
             .put_object()
             .bucket(&self.bucket)
@@ -197,21 +198,25 @@ impl S3Client {
             .set_metadata(Some(meta.clone()))
             .set_if_match(if_match)
             .set_if_none_match(if_none_match)
-            .send()
-            .await
+            .send();
+        let out = self
+            .bounded("PutObject", key, self.deadline(), req)
+            .await?
             .map_err(|e| cond.errno(self.fail("PutObject", key, e)))?;
         self.etag_or_head(key, out.e_tag()).await
     }
 
     /// DeleteObject. Deleting a missing object succeeds (as on S3).
     pub async fn delete(&self, key: &str) -> OriginResult<()> {
-        match self
+        let req = self
             .inner
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
-            .send()
-            .await
+            .send();
+        match self
+            .bounded("DeleteObject", key, self.deadline(), req)
+            .await?
         {
             Ok(_) => Ok(()),
             Err(err) if classify(&err) == Errno::ENOENT => Ok(()),
@@ -222,13 +227,15 @@ impl S3Client {
     /// DeleteObject only if the object still has ETag `etag`: ESTALE when it
     /// differs, ENOENT when the object is gone.
     pub async fn delete_if(&self, key: &str, etag: &str) -> OriginResult<()> {
-        self.inner
+        let req = self
+            .inner
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
             .if_match(etag)
-            .send()
-            .await
+            .send();
+        self.bounded("DeleteObject", key, self.deadline(), req)
+            .await?
             .map_err(|e| self.fail("DeleteObject", key, e))?;
         Ok(())
     }
