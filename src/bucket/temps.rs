@@ -13,10 +13,11 @@
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsString};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -46,9 +47,12 @@ fn log_for(tmp_dir: &Path) -> std::io::Result<Arc<Mutex<File>>> {
         return Ok(f.clone());
     }
     crate::state::private::own_dir(tmp_dir)?;
+    // O_NOFOLLOW: the log is root's; a symlink planted in its place is
+    // refused rather than appended to.
     let file = crate::state::private::file_options()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(tmp_dir.join(INTENT_LOG))?;
     // Held while the process lives: a start-up cleaning elsewhere leaves the
     // log (and the temps it lists) of a live writer alone.
@@ -170,8 +174,31 @@ impl OriginTemp {
         PathBuf::from(format!("/proc/self/fd/{}", self.file().as_raw_fd()))
     }
 
+    /// Whether the temp's name still holds the file this guard wrote. The
+    /// directory may be a client's (an output beside its item): a client
+    /// that replaced the name meanwhile must not get its own file
+    /// published as the output, nor have it unlinked by the guard.
+    fn is_ours(&self) -> bool {
+        let on_disk = nix::sys::stat::fstatat(
+            &self.dir,
+            self.name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        let Some(file) = self.file.as_ref() else {
+            return false;
+        };
+        let ours = nix::sys::stat::fstat(file.as_fd());
+        matches!((on_disk, ours), (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+    }
+
     /// Renames the temp onto `name` in directory `to` (same file system).
+    /// A temp whose name no longer holds it (replaced by a client) fails
+    /// with ESTALE and is left as the client made it.
     pub fn publish(mut self, to: &impl AsRawFd, name: &CString) -> FsResult<()> {
+        if !self.is_ours() {
+            self.published = true;
+            return Err(Errno(libc::ESTALE));
+        }
         drop(self.file.take());
         // SAFETY: directory fds and valid C strings.
         check(unsafe {
@@ -189,7 +216,7 @@ impl OriginTemp {
 
 impl Drop for OriginTemp {
     fn drop(&mut self) {
-        if !self.published {
+        if !self.published && self.is_ours() {
             let _ = unlinkat(&self.dir, self.name.as_c_str(), UnlinkatFlags::NoRemoveDir);
         }
     }
@@ -214,7 +241,11 @@ fn rand_u64() -> u64 {
 /// temps it lists that still exist, then the log. Returns how many temps
 /// were removed; a log still held is left alone (`None`).
 pub fn replay_log(log: &Path) -> Option<usize> {
-    let file = File::open(log).ok()?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(log)
+        .ok()?;
     if file.try_lock().is_err() {
         return None;
     }
@@ -261,7 +292,6 @@ pub fn replay_log(log: &Path) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::OpenOptions;
 
     #[test]
     fn a_dropped_temp_is_removed_and_a_published_one_stays() {
@@ -293,6 +323,42 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_temp_replaced_by_a_client_is_neither_published_nor_unlinked() {
+        let origin = tempfile::tempdir().expect("tmp");
+        let state = tempfile::tempdir().expect("tmp");
+        let root = Root::open(origin.path()).expect("root");
+        let name_of = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name())
+                .find(|n| n.as_bytes().starts_with(TMP_PREFIX.as_bytes()))
+                .expect("the temp")
+        };
+        for publish in [true, false] {
+            let t = OriginTemp::create(&root, &[], state.path(), 0o644).expect("temp");
+            std::fs::write(t.path(), b"output").expect("write via /proc");
+            // The client moves the temp away and puts its own file there.
+            let name = name_of(origin.path());
+            let planted = origin.path().join(&name);
+            std::fs::rename(&planted, origin.path().join("moved")).expect("rename");
+            std::fs::write(&planted, b"client's").expect("plant");
+            if publish {
+                let d = root.dir(&[]).expect("dir");
+                assert_eq!(
+                    t.publish(&d, &c"out".to_owned()).err(),
+                    Some(Errno(libc::ESTALE))
+                );
+                assert!(!origin.path().join("out").exists(), "nothing published");
+            } else {
+                drop(t);
+            }
+            assert_eq!(std::fs::read(&planted).expect("read"), b"client's");
+            std::fs::remove_file(&planted).expect("rm");
+            std::fs::remove_file(origin.path().join("moved")).expect("rm");
+        }
     }
 
     #[test]

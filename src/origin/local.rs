@@ -442,16 +442,6 @@ pub fn fstat(file: &impl AsFd) -> FsResult<libc::stat> {
     Ok(nix::sys::stat::fstat(file.as_fd())?)
 }
 
-/// lstat of an absolute path.
-pub fn lstat_path(path: &Path) -> FsResult<libc::stat> {
-    let p = to_cstring(path.as_os_str())?;
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid C string and a stat buffer the call fills on success.
-    check(unsafe { libc::lstat(p.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: lstat returned 0, so it initialised the buffer.
-    Ok(unsafe { st.assume_init() })
-}
-
 fn to_cstring(p: &OsStr) -> FsResult<CString> {
     CString::new(p.as_bytes()).map_err(|_| Errno::EINVAL)
 }

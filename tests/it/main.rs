@@ -23,6 +23,7 @@ mod batch_scan_s3;
 mod config_check;
 mod differential;
 mod events;
+mod hostile;
 mod journal_crash;
 mod mount_access;
 mod mount_cli;
