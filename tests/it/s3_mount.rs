@@ -1403,7 +1403,7 @@ fn events_fire_for_s3_items() {
 
     fs::write(m.at("a.txt"), b"to S3 and published\n").expect("write a.txt");
     let published = m.scratch_path("pub/a.txt");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(60));
     while fs::read(&published).ok().as_deref() != Some(&b"to S3 and published\n"[..]) {
         assert!(
             Instant::now() < deadline,
