@@ -115,6 +115,14 @@ struct State {
     passed: u64,
 }
 
+impl State {
+    /// How long the current pause has lasted at `now` (zero when none).
+    fn paused_for(&self, now: Instant) -> Duration {
+        self.paused_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+}
+
 /// The state of a pause, for status and metrics ([`CpuGate::pause`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pause {
@@ -232,7 +240,7 @@ impl CpuGate {
                     debug!(
                         passed = st.passed,
                         "throttled: one item let through (pause {})",
-                        secs(st.paused_at.map_or(Duration::ZERO, |t| now - t))
+                        secs(st.paused_for(now))
                     );
                     return;
                 }
@@ -256,7 +264,7 @@ impl CpuGate {
         }
         let now = Instant::now();
         Some(Pause {
-            elapsed: st.paused_at.map_or(Duration::ZERO, |t| now - t),
+            elapsed: st.paused_for(now),
             passed: st.passed,
             next_pass_in: st.next_pass.map(|t| t.saturating_duration_since(now)),
             average: mean(&st.samples),
@@ -411,7 +419,8 @@ impl Shared {
             Some(Transition::Throttled(avg))
         } else if st.throttled && avg < self.reactive {
             st.throttled = false;
-            let paused = st.paused_at.take().map_or(Duration::ZERO, |t| t.elapsed());
+            let paused = st.paused_for(Instant::now());
+            st.paused_at = None;
             st.next_pass = None;
             Some(Transition::Resumed {
                 avg,
