@@ -808,9 +808,14 @@ fn ten_thousand_objects_ls_and_find() {
     });
     eprintln!("{} objects uploaded in {:?}", N + 50, t.elapsed());
     // Listing 10,000 keys is 10 pages from moto, which a busy machine slows
-    // down past 30 s (the endpoint's timeout bounds the whole listing).
+    // down past 30 s (the endpoint's timeout bounds the whole listing). And
+    // the listing must stay cached while `ls -l` and `find` stat its entries:
+    // with the usual 1 s metadataTtl a busy machine outlives it mid-`ls`, and
+    // every further entry costs a HEAD and a LIST (20,000 requests a pass).
     let timeout = common::scaled(Duration::from_secs(60)).as_secs();
-    let mut m = mount_s3(srv, &bucket, "", timeout);
+    let mut cfg = s3_config(srv, &bucket, "", timeout);
+    cfg["aws_s3"][0]["metadataTtl"] = json!(common::scaled(Duration::from_secs(300)).as_secs());
+    let mut m = Mount::start(&cfg, &["--bucket", "b"]);
     // Four listings of 10,000 entries (with a stat each for `ls -l`) take
     // minutes on a busy machine.
     m.extend_watchdog(900);
