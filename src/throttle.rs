@@ -8,6 +8,13 @@
 //! around one threshold. Items already running are never interrupted: the gate
 //! only holds back the next one, in [`CpuGate::wait_ready`].
 //!
+//! Throttling delays work, it never starves it (SPEC §6.3): while the gate
+//! is closed, one waiter is still let through every `maxPauseSeconds`. The
+//! pass is handed out under the gate's lock, and the next one becomes due
+//! a full period after it was taken, so however many workers wait (event
+//! workers and every scan's item workers share one gate) at most one item
+//! starts per period — a busy machine gets a trickle, not a burst.
+//!
 //! The gate fails open: if the CPU cannot be read, the sampler thread cannot
 //! be started, or it dies, work goes on unthrottled rather than stalling for
 //! ever. Thresholds are expected to come validated from the config; values
@@ -17,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sysinfo::{CpuRefreshKind, RefreshKind, System};
 use tracing::{debug, info, warn};
@@ -89,6 +96,8 @@ struct Shared {
     deactive: f64,
     reactive: f64,
     window: usize,
+    /// `None`: a pause lets nothing through until it ends.
+    max_pause: Option<Duration>,
 }
 
 struct State {
@@ -97,6 +106,34 @@ struct State {
     stopped: bool,
     /// Readings recorded so far; lets tests wait for the thread.
     taken: u64,
+    /// When the current pause began (`Some` exactly while throttled).
+    paused_at: Option<Instant>,
+    /// When the next waiter may pass during this pause; `None` when no
+    /// pass is ever due (no limit, or a limit too large to reach).
+    next_pass: Option<Instant>,
+    /// Waiters let through during the current pause.
+    passed: u64,
+}
+
+impl State {
+    /// How long the current pause has lasted at `now` (zero when none).
+    fn paused_for(&self, now: Instant) -> Duration {
+        self.paused_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+}
+
+/// The state of a pause, for status and metrics ([`CpuGate::pause`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pause {
+    /// How long new work has been held back.
+    pub elapsed: Duration,
+    /// Items let through during this pause (one per `maxPauseSeconds`).
+    pub passed: u64,
+    /// How long until the next item may start; `None` with no limit.
+    pub next_pass_in: Option<Duration>,
+    /// The average CPU use over the window now.
+    pub average: f64,
 }
 
 impl CpuGate {
@@ -135,11 +172,15 @@ impl CpuGate {
                 throttled: false,
                 stopped: false,
                 taken: 0,
+                paused_at: None,
+                next_pass: None,
+                passed: 0,
             }),
             changed: Condvar::new(),
             deactive,
             reactive,
             window,
+            max_pause: cfg.max_pause.filter(|d| !d.is_zero()),
         });
         let period = period.max(MIN_PERIOD);
         let thread_shared = Arc::clone(&shared);
@@ -149,9 +190,10 @@ impl CpuGate {
         match spawned {
             Ok(handle) => {
                 debug!(
-                    "throttling: pause at {}% CPU, resume below {}%",
+                    "throttling: pause at {}% CPU, resume below {}%, {}",
                     pct(deactive),
-                    pct(reactive)
+                    pct(reactive),
+                    shared.limit_text()
                 );
                 Arc::new(CpuGate {
                     shared: Some(shared),
@@ -173,19 +215,66 @@ impl CpuGate {
         })
     }
 
-    /// Blocks while throttled; returns at once when not. Also returns as soon
-    /// as `stop` is set or the gate is stopped, so shutdown is never held up.
+    /// Blocks while throttled; returns at once when not. While throttled,
+    /// one caller across the whole gate returns every `maxPauseSeconds` (the
+    /// first a period after the pause began, each next one a period after
+    /// the previous pass), so work is delayed, never starved. Also returns
+    /// as soon as `stop` is set or the gate is stopped, so shutdown is never
+    /// held up.
+    ///
+    /// Returning is the permission to start one item: call it once per
+    /// item, right before starting it.
     pub fn wait_ready(&self, stop: &AtomicBool) {
         let Some(shared) = &self.shared else {
             return;
         };
         let mut st = lock(&shared.state);
         while st.throttled && !st.stopped && !stop.load(Ordering::Relaxed) {
-            st = match shared.changed.wait_timeout(st, STOP_POLL) {
+            let now = Instant::now();
+            let wait = match st.next_pass {
+                Some(at) if at <= now => {
+                    // Counted from now, not from `at`: a pass nobody took
+                    // in time must not leave a backlog released at once.
+                    st.next_pass = shared.max_pause.and_then(|p| now.checked_add(p));
+                    st.passed += 1;
+                    debug!(
+                        passed = st.passed,
+                        "throttled: one item let through (pause {})",
+                        secs(st.paused_for(now))
+                    );
+                    return;
+                }
+                Some(at) => (at - now).min(STOP_POLL),
+                None => STOP_POLL,
+            };
+            st = match shared.changed.wait_timeout(st, wait) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
         }
+    }
+
+    /// The current pause, `None` when work is not being held back (also for
+    /// a disabled or stopped gate).
+    pub fn pause(&self) -> Option<Pause> {
+        let shared = self.shared.as_ref()?;
+        let st = lock(&shared.state);
+        if !st.throttled || st.stopped {
+            return None;
+        }
+        let now = Instant::now();
+        Some(Pause {
+            elapsed: st.paused_for(now),
+            passed: st.passed,
+            next_pass_in: st.next_pass.map(|t| t.saturating_duration_since(now)),
+            average: mean(&st.samples),
+        })
+    }
+
+    /// The longest pause between two items while throttled (`None`: no
+    /// limit, and for a disabled gate).
+    pub fn max_pause(&self) -> Option<Duration> {
+        self.shared.as_ref().and_then(|s| s.max_pause)
     }
 
     /// Whether new work is being held back now. A stopped gate is never
@@ -275,16 +364,23 @@ fn sample_loop(shared: &Shared, sampler: &dyn CpuSampler, period: Duration) {
         if !v.is_finite() {
             continue;
         }
+        // Once per transition, never per item.
         match shared.record(v.clamp(0.0, 100.0)) {
             Some(Transition::Throttled(avg)) => info!(
-                "throttled: CPU {}% ≥ {}%",
+                "throttled: CPU {}% ≥ {}%; new items held back, {}",
                 pct_where(avg, |a| a >= shared.deactive),
-                pct(shared.deactive)
+                pct(shared.deactive),
+                shared.limit_text()
             ),
-            Some(Transition::Resumed(avg)) => info!(
-                "resumed: CPU {}% < {}%",
+            Some(Transition::Resumed {
+                avg,
+                paused,
+                passed,
+            }) => info!(
+                "resumed: CPU {}% < {}% after a pause of {}, {passed} item(s) let through meanwhile",
                 pct_where(avg, |a| a < shared.reactive),
-                pct(shared.reactive)
+                pct(shared.reactive),
+                secs(paused)
             ),
             None => {}
         }
@@ -293,7 +389,11 @@ fn sample_loop(shared: &Shared, sampler: &dyn CpuSampler, period: Duration) {
 
 enum Transition {
     Throttled(f64),
-    Resumed(f64),
+    Resumed {
+        avg: f64,
+        paused: Duration,
+        passed: u64,
+    },
 }
 
 impl Shared {
@@ -311,11 +411,22 @@ impl Shared {
         st.taken += 1;
         let avg = mean(&st.samples);
         let t = if !st.throttled && avg >= self.deactive {
+            let now = Instant::now();
             st.throttled = true;
+            st.paused_at = Some(now);
+            st.next_pass = self.max_pause.and_then(|p| now.checked_add(p));
+            st.passed = 0;
             Some(Transition::Throttled(avg))
         } else if st.throttled && avg < self.reactive {
             st.throttled = false;
-            Some(Transition::Resumed(avg))
+            let paused = st.paused_for(Instant::now());
+            st.paused_at = None;
+            st.next_pass = None;
+            Some(Transition::Resumed {
+                avg,
+                paused,
+                passed: st.passed,
+            })
         } else {
             None
         };
@@ -323,6 +434,25 @@ impl Shared {
             self.changed.notify_all();
         }
         t
+    }
+}
+
+impl Shared {
+    /// How a pause ends for the log: the trickle or "until it falls".
+    fn limit_text(&self) -> String {
+        match self.max_pause {
+            Some(p) => format!("one let through every {}", secs(p)),
+            None => format!("until it falls below {}%", pct(self.reactive)),
+        }
+    }
+}
+
+/// A duration for the log: whole seconds, or milliseconds below one second.
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
     }
 }
 
@@ -391,11 +521,21 @@ mod tests {
     const PERIOD: Duration = Duration::from_millis(10);
     const PATIENCE: Duration = Duration::from_secs(10);
 
+    /// Thresholds without a max pause: a pause holds everything back.
     fn cfg(deactive: f64, reactive: f64) -> Throttling {
         Throttling {
             enable: true,
             cpu_deactive: deactive,
             cpu_reactive: reactive,
+            max_pause: None,
+        }
+    }
+
+    /// Deactive 60, reactive 40, at most `max_pause` between items.
+    fn cfg_max(max_pause: Duration) -> Throttling {
+        Throttling {
+            max_pause: Some(max_pause),
+            ..cfg(60.0, 40.0)
         }
     }
 
@@ -439,7 +579,7 @@ mod tests {
         }
     }
 
-    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
             assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
@@ -672,6 +812,157 @@ mod tests {
         assert_eq!(pct_where(60.0, |a| a >= 60.0), "60");
         assert_eq!(pct(46.666), "46.7");
         assert_eq!(pct(60.0), "60");
+    }
+
+    /// The current pause of a gate that must be throttled.
+    fn paused(gate: &CpuGate) -> Pause {
+        gate.pause().expect("the gate is throttled")
+    }
+
+    #[test]
+    fn a_pause_lets_one_item_through_per_period() {
+        const P: Duration = Duration::from_millis(400);
+        let dial = Dial::new(0.0);
+        let gate = CpuGate::with_sampler(&cfg_max(P), Box::new(Arc::clone(&dial)), PERIOD, 1);
+        assert_eq!(gate.max_pause(), Some(P));
+        assert_eq!(gate.pause(), None, "not throttled yet");
+        turn(&gate, &dial, 95.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = paused(&gate);
+        assert_eq!(start.passed, 0);
+        assert!(start.next_pass_in.is_some_and(|d| d <= P));
+        // The first item waits a period after the pause began, never less
+        // (however late this thread got here, `elapsed` says when it began).
+        wait_ready_in(&gate, &stop);
+        let first = paused(&gate);
+        assert!(first.elapsed >= P, "passed after {:?}", first.elapsed);
+        assert_eq!(first.passed, 1);
+        // The next pass is a period after this one, so two periods in.
+        assert!(first.next_pass_in.is_some_and(|d| d <= P));
+        wait_ready_in(&gate, &stop);
+        let second = paused(&gate);
+        assert!(second.elapsed >= P * 2, "passed after {:?}", second.elapsed);
+        assert_eq!(second.passed, 2);
+        assert!(gate.is_throttled(), "passing does not end the pause");
+        gate.stop();
+    }
+
+    /// Calls `wait_ready` on this thread and checks it returned in time.
+    fn wait_ready_in(gate: &CpuGate, stop: &AtomicBool) {
+        let t = Instant::now();
+        gate.wait_ready(stop);
+        assert!(t.elapsed() < PATIENCE, "wait_ready took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn concurrent_waiters_pass_one_per_period_not_all_at_once() {
+        const P: Duration = Duration::from_millis(250);
+        const N: u64 = 4;
+        let dial = Dial::new(0.0);
+        let gate = CpuGate::with_sampler(&cfg_max(P), Box::new(Arc::clone(&dial)), PERIOD, 1);
+        turn(&gate, &dial, 95.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let waiters: Vec<_> = (0..N).map(|_| waiter(&gate, &stop)).collect();
+        let mut at = Vec::new();
+        for _ in 0..N {
+            // Whichever waiter passes next; the pause's own clock says when.
+            wait_for("a waiter to pass", || {
+                waiters.iter().any(|rx| rx.try_recv().is_ok()) && {
+                    at.push(paused(&gate));
+                    true
+                }
+            });
+        }
+        let passed: Vec<u64> = at.iter().map(|p| p.passed).collect();
+        // The k-th pass cannot come before k periods: no burst, whatever the
+        // scheduling. (`passed` may run ahead of the waiter we noticed.)
+        for (k, p) in at.iter().enumerate() {
+            let k = k as u32 + 1;
+            assert!(p.passed >= u64::from(k), "passes seen: {passed:?}");
+            let due = P * u32::try_from(p.passed).unwrap_or(u32::MAX);
+            assert!(p.elapsed >= due, "pass {k} after {:?}", p.elapsed);
+        }
+        assert_eq!(paused(&gate).passed, N);
+        gate.stop();
+    }
+
+    #[test]
+    fn a_new_pause_starts_a_new_period() {
+        const P: Duration = Duration::from_millis(300);
+        let dial = Dial::new(0.0);
+        let gate = CpuGate::with_sampler(&cfg_max(P), Box::new(Arc::clone(&dial)), PERIOD, 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        turn(&gate, &dial, 95.0);
+        wait_ready_in(&gate, &stop);
+        assert_eq!(paused(&gate).passed, 1);
+        turn(&gate, &dial, 10.0);
+        assert_eq!(gate.pause(), None);
+        // Unthrottled: no waiting, and nothing counted.
+        wait_ready_in(&gate, &stop);
+        turn(&gate, &dial, 95.0);
+        let p = paused(&gate);
+        assert_eq!(p.passed, 0, "counts restart with the pause");
+        wait_ready_in(&gate, &stop);
+        let p = paused(&gate);
+        assert!(p.elapsed >= P, "the new pause waits a period: {p:?}");
+        gate.stop();
+    }
+
+    #[test]
+    fn without_a_limit_or_with_an_unreachable_one_a_pause_holds_everything() {
+        for limit in [None, Some(Duration::MAX)] {
+            let dial = Dial::new(0.0);
+            let c = Throttling {
+                max_pause: limit,
+                ..cfg(60.0, 40.0)
+            };
+            let gate = CpuGate::with_sampler(&c, Box::new(Arc::clone(&dial)), PERIOD, 1);
+            turn(&gate, &dial, 95.0);
+            let p = paused(&gate);
+            assert_eq!(p.next_pass_in, None, "limit {limit:?}");
+            let stop = Arc::new(AtomicBool::new(false));
+            let rx = waiter(&gate, &stop);
+            assert_still_blocked(&rx);
+            dial.set(10.0);
+            assert_released(&rx);
+            gate.stop();
+        }
+        // A zero limit means none (SPEC §6.3 `maxPauseSeconds: 0`).
+        let gate = CpuGate::with_sampler(
+            &cfg_max(Duration::ZERO),
+            Box::new(Dial::new(0.0)),
+            PERIOD,
+            1,
+        );
+        assert_eq!(gate.max_pause(), None);
+        gate.stop();
+    }
+
+    #[test]
+    fn the_stop_flag_still_beats_a_pending_pass() {
+        let dial = Dial::new(0.0);
+        let gate = CpuGate::with_sampler(
+            &cfg_max(Duration::from_secs(3600)),
+            Box::new(Arc::clone(&dial)),
+            PERIOD,
+            1,
+        );
+        turn(&gate, &dial, 95.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rx = waiter(&gate, &stop);
+        assert_still_blocked(&rx);
+        stop.store(true, Ordering::SeqCst);
+        assert_released(&rx);
+        assert_eq!(paused(&gate).passed, 0, "a stopped caller is no pass");
+        gate.stop();
+        assert_eq!(gate.pause(), None, "a stopped gate is not paused");
+    }
+
+    #[test]
+    fn log_durations() {
+        assert_eq!(secs(Duration::from_millis(250)), "250ms");
+        assert_eq!(secs(Duration::from_secs(30)), "30s");
+        assert_eq!(secs(Duration::from_millis(90_500)), "90s");
     }
 
     /// The real sampler: readings within 0–100, and two busy threads on this

@@ -311,7 +311,6 @@ impl Job<'_> {
             for _ in 0..self.workers.clamp(1, chunk.len().max(1)) {
                 s.spawn(|| {
                     loop {
-                        self.gate.wait_ready(self.stop);
                         if self.stop.load(Ordering::Relaxed) {
                             all_ran.store(false, Ordering::Relaxed);
                             return;
@@ -323,6 +322,13 @@ impl Job<'_> {
                             i
                         };
                         let Some(item) = chunk.get(i) else { return };
+                        // With the item in hand: a pass of a throttling pause
+                        // (one per period) is never spent on an empty chunk.
+                        self.gate.wait_ready(self.stop);
+                        if self.stop.load(Ordering::Relaxed) {
+                            all_ran.store(false, Ordering::Relaxed);
+                            return;
+                        }
                         self.run_item(item, info);
                     }
                 });

@@ -413,6 +413,9 @@ pub struct Throttling {
     pub cpu_deactive: f64,
     /// Resume below this CPU percentage (default 40); always ≤ `cpu_deactive`.
     pub cpu_reactive: f64,
+    /// While paused, one item still starts at least this often
+    /// (`maxPauseSeconds`, default 30 s); `None` (`0`) pauses without limit.
+    pub max_pause: Option<Duration>,
 }
 
 impl Default for Throttling {
@@ -421,6 +424,7 @@ impl Default for Throttling {
             enable: true,
             cpu_deactive: 60.0,
             cpu_reactive: 40.0,
+            max_pause: Some(Duration::from_secs(30)),
         }
     }
 }

@@ -455,6 +455,7 @@ pub(crate) struct RawLeader {
 pub(crate) struct RawThrottling {
     pub enable: Option<bool>,
     pub cpu: Option<Checked<RawCpu>>,
+    pub max_pause_seconds: Option<f64>,
 }
 
 #[derive(Deserialize)]

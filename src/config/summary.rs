@@ -233,9 +233,13 @@ pub fn summary(cfg: &Config) -> String {
     if cfg.throttling.enable {
         let _ = writeln!(
             s,
-            "throttling: pause at {}% CPU, resume below {}%",
+            "throttling: pause at {}% CPU, resume below {}%, {}",
             percent(cfg.throttling.cpu_deactive),
-            percent(cfg.throttling.cpu_reactive)
+            percent(cfg.throttling.cpu_reactive),
+            match cfg.throttling.max_pause {
+                Some(d) => format!("at least one item every {}s", d.as_secs_f64()),
+                None => "pauses without limit".to_string(),
+            }
         );
     } else {
         let _ = writeln!(s, "throttling: off");

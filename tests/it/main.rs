@@ -9,9 +9,10 @@
 //! scratch directories, buckets and ports. Shared pieces:
 //! - `common`: the mount harness ([`common::Mount`]), errno and command
 //!   helpers, the loopback HTTP server ([`common::http`]), the moto S3 server
-//!   shared by the whole binary ([`common::s3`]), and the CPU gate
-//!   ([`common::cpu`]) that lets the throttling test run while nothing else
-//!   loads the machine.
+//!   shared by the whole binary ([`common::s3`]), and CPU load for the
+//!   throttling test ([`common::cpu`]). Every harness deadline is scaled by
+//!   `STORGATE_TEST_TIME_FACTOR` (default 3, [`common::time_factor`]), so
+//!   the suite passes on a busy machine.
 //!
 //! The data of `config_check` stays in `tests/bad-configs/` and
 //! `tests/good-configs/`.

@@ -807,7 +807,15 @@ fn ten_thousand_objects_ls_and_find() {
         }
     });
     eprintln!("{} objects uploaded in {:?}", N + 50, t.elapsed());
-    let mut m = mount_s3(srv, &bucket, "", 30);
+    // Listing 10,000 keys is 10 pages from moto, which a busy machine slows
+    // down past 30 s (the endpoint's timeout bounds the whole listing). And
+    // the listing must stay cached while `ls -l` and `find` stat its entries:
+    // with the usual 1 s metadataTtl a busy machine outlives it mid-`ls`, and
+    // every further entry costs a HEAD and a LIST (20,000 requests a pass).
+    let timeout = common::scaled(Duration::from_secs(60)).as_secs();
+    let mut cfg = s3_config(srv, &bucket, "", timeout);
+    cfg["aws_s3"][0]["metadataTtl"] = json!(common::scaled(Duration::from_secs(300)).as_secs());
+    let mut m = Mount::start(&cfg, &["--bucket", "b"]);
     // Four listings of 10,000 entries (with a stat each for `ls -l`) take
     // minutes on a busy machine.
     m.extend_watchdog(900);
@@ -1567,7 +1575,7 @@ fn events_fire_for_s3_items() {
 
     fs::write(m.at("a.txt"), b"to S3 and published\n").expect("write a.txt");
     let published = m.scratch_path("pub/a.txt");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(60));
     while fs::read(&published).ok().as_deref() != Some(&b"to S3 and published\n"[..]) {
         assert!(
             Instant::now() < deadline,

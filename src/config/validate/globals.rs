@@ -1,6 +1,7 @@
 //! Top-level sections other than buckets: `aws_s3` entries, `distribution`
 //! (leader URL with `{vhost}`, `authEndpoint`, term) and `throttling` (invalid
-//! CPU thresholds become warnings and `reactive = deactive × 2/3`).
+//! CPU thresholds become warnings and `reactive = deactive × 2/3`;
+//! `maxPauseSeconds` is a non-negative number of seconds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -176,6 +177,13 @@ pub(super) fn throttling(cx: &mut Ctx, t: &RawThrottling) -> Throttling {
         enable: t.enable.unwrap_or(true),
         ..Throttling::default()
     };
+    // SPEC §6.3: 0 pauses without limit; a bad value keeps the default.
+    if t.max_pause_seconds.is_some() {
+        let default = out.max_pause.unwrap_or_default();
+        let path = "throttling.maxPauseSeconds";
+        let d = seconds(cx, t.max_pause_seconds, path, default, true);
+        out.max_pause = (!d.is_zero()).then_some(d);
+    }
     let Some(cpu) = &t.cpu else {
         return out;
     };
@@ -242,4 +250,65 @@ pub(super) fn throttling(cx: &mut Ctx, t: &RawThrottling) -> Throttling {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::load_str;
+
+    fn max_pause(json: &str) -> Result<Option<Duration>, Vec<String>> {
+        let text = format!(r#"{{"buckets": [], "throttling": {json}}}"#);
+        load_str(&text)
+            .map(|l| l.config.throttling.max_pause)
+            .map_err(|es| es.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn max_pause_seconds_default_zero_and_fractions() {
+        assert_eq!(max_pause("{}"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(
+            max_pause(r#"{"cpu": {"deactive": 80}}"#),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            max_pause(r#"{"maxPauseSeconds": 5}"#),
+            Ok(Some(Duration::from_secs(5)))
+        );
+        assert_eq!(
+            max_pause(r#"{"maxPauseSeconds": 2.5}"#),
+            Ok(Some(Duration::from_millis(2500)))
+        );
+        // 0 = pause without limit (SPEC §6.3).
+        assert_eq!(max_pause(r#"{"maxPauseSeconds": 0}"#), Ok(None));
+        // Without `throttling` at all: the default.
+        let l = load_str(r#"{"buckets": []}"#).expect("valid");
+        assert_eq!(l.config.throttling.max_pause, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_max_pause_seconds_is_an_error_at_its_path() {
+        let path = "throttling.maxPauseSeconds";
+        for (json, want) in [
+            ("-1", "-1 is not a non-negative number of seconds"),
+            ("1e300", "seconds is too large"),
+            ("\"30s\"", "invalid type: string \"30s\""),
+            ("true", "invalid type: boolean `true`"),
+            ("null", ""),
+        ] {
+            let got = max_pause(&format!(r#"{{"maxPauseSeconds": {json}}}"#));
+            if json == "null" {
+                // JSON null is "not given", like every optional key.
+                assert_eq!(got, Ok(Some(Duration::from_secs(30))));
+                continue;
+            }
+            let errs = got.expect_err(json);
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(want)),
+                "{json}: {errs:?}"
+            );
+        }
+    }
 }

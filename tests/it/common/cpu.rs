@@ -1,8 +1,14 @@
-//! Keeps the machine quiet for the one test that measures it: the CPU
-//! throttling test (`batch::throttling_holds_items_while_the_cpu_is_busy`)
-//! loads every core, then needs the machine-wide CPU average to fall once it
-//! stops, which other tests of this binary — running in parallel on the
-//! other test threads — would prevent.
+//! The CPU side of the harness:
+//! - [`Burners`]: busy-loop processes on every core, for the throttling test
+//!   (`batch::throttling_holds_items_while_the_cpu_is_busy`), which must see
+//!   the machine busy. It does not need the machine to itself: other tests
+//!   beside it only add to the load, and it never waits for the machine to
+//!   go idle (SPEC §6.3: a pause lets one item through per
+//!   `maxPauseSeconds`, so work trickles while the load lasts).
+//! - Claims and [`exclusive`]: a way for a test that *does* need the
+//!   machine quiet to run alone. No test needs it today; the harness still
+//!   takes the claims, so a test can start using it without touching the
+//!   others.
 //!
 //! Every test takes a *claim* the first time it uses the harness (a scratch
 //! directory, a mount, the storgate binary, an S3 or HTTP test server), and
@@ -19,6 +25,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread;
 
@@ -119,5 +126,43 @@ impl Drop for Exclusive {
         let mut st = state();
         st.exclusive = false;
         CHANGED.notify_all();
+    }
+}
+
+/// Busy-loop processes, one per CPU this process may use (at least two),
+/// killed by PID when stopped or dropped.
+pub struct Burners(Vec<Child>);
+
+impl Burners {
+    pub fn start() -> Burners {
+        let n = thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        let kids = (0..n)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn a busy loop")
+            })
+            .collect();
+        Burners(kids)
+    }
+
+    pub fn stop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -253,9 +253,10 @@ impl HttpServer {
     /// Waits until `cond` holds for the recorded requests (checked at every
     /// arrival); false if `deadline` passed first. `cond` runs under the
     /// server's lock: it must use the slice it is given, never call back into
-    /// the server (`requests`, `json_bodies`… would deadlock).
+    /// the server (`requests`, `json_bodies`… would deadlock). `deadline` is
+    /// nominal, scaled like every harness deadline (`super::time_factor`).
     pub fn wait_until(&self, deadline: Duration, mut cond: impl FnMut(&[Request]) -> bool) -> bool {
-        let end = Instant::now() + deadline;
+        let end = Instant::now() + super::scaled(deadline);
         let mut reqs = lock(&self.state.requests);
         loop {
             if cond(&reqs) {

@@ -29,6 +29,19 @@
 //!   `STORGATE_TEST_MOUNT_TIMEOUT` seconds (default 300): a hung core makes a
 //!   test fail, never hang. (Generous: all tests share one process and run
 //!   in parallel, and a slow, busy machine must not make a mount "hung".)
+//! * Every deadline of the harness is scaled by [`time_factor`]
+//!   (`STORGATE_TEST_TIME_FACTOR`, default 3): [`wait_until`], [`poll_until`],
+//!   [`poll`], [`run_timeout`], `HttpServer::wait_until`, the mount's start,
+//!   stop and watchdog. Tests pass the nominal duration (what an idle
+//!   machine needs, with a margin) and never scale it again; a wait of their
+//!   own outside these helpers uses [`scaled`]. A deadline only turns a hang
+//!   into a failure, so being generous costs time only when a test fails —
+//!   while a tight one fails the suite on a machine that is merely busy
+//!   (2 cores shared with a build, or `stress-ng --cpu 2` beside the suite).
+//! * Throttling (SPEC §6.3) is off in every config the harness writes that
+//!   does not set `throttling` itself ([`write_config`]): it would hold post
+//!   events and scan items back whenever the machine is busy — and it is,
+//!   with the tests running in parallel. Only the throttling test turns it on.
 #![allow(dead_code)]
 
 use std::ffi::CString;
@@ -37,17 +50,52 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// How long `Mount::start` waits for the mount to appear.
+/// How long `Mount::start` waits for the mount to appear (nominal: scaled
+/// by [`time_factor`]).
 pub const MOUNT_READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long teardown waits for the daemon to exit after SIGTERM.
+/// How long teardown waits for the daemon to exit after SIGTERM (nominal:
+/// scaled by [`time_factor`]).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The factor used when `STORGATE_TEST_TIME_FACTOR` is not set: measured on
+/// a 2-core machine running `stress-ng --cpu 2` and other builds beside the
+/// suite, the slowest waits took about twice their idle time.
+pub const DEFAULT_TIME_FACTOR: f64 = 3.0;
+
+/// How many times longer than nominal every harness deadline is:
+/// `STORGATE_TEST_TIME_FACTOR` (a positive number; below 1 shortens them,
+/// e.g. for a quick look at how tests fail), default
+/// [`DEFAULT_TIME_FACTOR`]. Read once; a malformed value fails the test
+/// that first asks, naming the variable.
+pub fn time_factor() -> f64 {
+    static FACTOR: OnceLock<Result<f64, String>> = OnceLock::new();
+    let f = FACTOR.get_or_init(|| match std::env::var("STORGATE_TEST_TIME_FACTOR") {
+        Err(_) => Ok(DEFAULT_TIME_FACTOR),
+        Ok(s) => match s.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+            _ => Err(format!(
+                "STORGATE_TEST_TIME_FACTOR={s:?}: expected a positive number"
+            )),
+        },
+    });
+    match f {
+        Ok(f) => *f,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `nominal` × [`time_factor`], for a wait outside the harness's helpers
+/// (which scale by themselves: never pass them a scaled value).
+pub fn scaled(nominal: Duration) -> Duration {
+    Duration::try_from_secs_f64(nominal.as_secs_f64() * time_factor()).unwrap_or(Duration::MAX)
+}
 
 /// The storgate binary built by cargo for this test run (`STORGATE_TEST_BIN`
 /// overrides it, e.g. to run the suite against an installed binary).
@@ -90,8 +138,10 @@ pub fn scratch() -> TempDir {
         .expect("create scratch dir under /tmp")
 }
 
-/// Polls `cond` every 10 ms until it holds; panics naming `what` after `timeout`.
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after
+/// `timeout` (nominal: scaled by [`time_factor`]).
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let timeout = scaled(timeout);
     let start = Instant::now();
     loop {
         if cond() {
@@ -104,8 +154,11 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
-/// Like `wait_until` but returns whether the condition came true in time.
+/// Like `wait_until` but returns whether the condition came true in time
+/// (`timeout` is a deadline, scaled: to watch that something does *not*
+/// happen for a while, loop over `thread::sleep` yourself).
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let timeout = scaled(timeout);
     let start = Instant::now();
     loop {
         if cond() {
@@ -298,9 +351,11 @@ pub fn put(p: &Path, content: impl AsRef<[u8]>) {
 
 /// Runs a command with a deadline (stdin null, stdout/stderr captured through
 /// temp files so a chatty command can't block). Panics on timeout (the
-/// process is killed by PID first).
+/// process is killed by PID first). `timeout` is nominal, scaled by
+/// [`time_factor`].
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     cpu::enter();
+    let timeout = scaled(timeout);
     let out = tempfile::tempfile().expect("tempfile");
     let err = tempfile::tempfile().expect("tempfile");
     let desc = format!("{cmd:?}");
@@ -477,7 +532,8 @@ pub fn hidden_mount_at(mount_point: &str, origin: &str) -> Value {
 /// Throttling (on by default, SPEC §6.3) would hold post events back while
 /// the machine is busy — and it is, with the tests running in parallel — so
 /// that a test's deadline would depend on the others' load. The throttling
-/// test turns it on itself.
+/// test turns it on itself. (Said here explicitly although [`write_config`]
+/// would add it: the config a test prints is the config it runs.)
 pub fn config(buckets: Vec<Value>) -> Value {
     json!({"stateDir": "{root}/state", "throttling": {"enable": false}, "buckets": buckets})
 }
@@ -527,10 +583,29 @@ fn create_dirs_under_root(cfg: &Value, root: &Path) {
     }
 }
 
+/// Turns throttling off in a config (or the `functions.backend.storgate`
+/// config of an envelope) that does not mention `throttling` at all, so no
+/// test is throttled by accident (see the module docs).
+fn throttling_off_unless_set(cfg: &mut Value) {
+    let inner = if cfg.pointer("/functions/backend/storgate").is_some() {
+        cfg.pointer_mut("/functions/backend/storgate")
+    } else {
+        Some(cfg)
+    };
+    if let Some(Value::Object(o)) = inner
+        && o.contains_key("buckets")
+        && !o.contains_key("throttling")
+    {
+        o.insert("throttling".into(), json!({"enable": false}));
+    }
+}
+
 /// Writes `cfg` (after `{root}` substitution, creating missing dirs under
-/// root) to `<root>/<file>` and returns its path.
+/// root, throttling off unless it says otherwise) to `<root>/<file>` and
+/// returns its path.
 pub fn write_config(root: &Path, cfg: &Value, file: &str) -> PathBuf {
-    let cfg = substitute_root(cfg, root);
+    let mut cfg = substitute_root(cfg, root);
+    throttling_off_unless_set(&mut cfg);
     create_dirs_under_root(&cfg, root);
     let p = root.join(file);
     fs::write(&p, serde_json::to_vec_pretty(&cfg).unwrap()).expect("write config");
@@ -666,11 +741,12 @@ impl Mount {
                     m.log()
                 ));
             }
-            if start.elapsed() > MOUNT_READY_TIMEOUT {
+            if start.elapsed() > scaled(MOUNT_READY_TIMEOUT) {
                 let log = m.log();
                 drop(m);
                 return Err(format!(
-                    "mount did not appear in /proc/self/mountinfo within {MOUNT_READY_TIMEOUT:?}; log:\n{log}"
+                    "mount did not appear in /proc/self/mountinfo within {:?}; log:\n{log}",
+                    scaled(MOUNT_READY_TIMEOUT)
                 ));
             }
             thread::sleep(Duration::from_millis(10));
@@ -727,7 +803,7 @@ impl Mount {
             };
         };
         signal(child.id(), sig);
-        let status = wait_child(&mut child, STOP_TIMEOUT);
+        let status = wait_child(&mut child, scaled(STOP_TIMEOUT));
         let mounted_after_exit = is_fuse_mounted(&self.mnt);
         if status.is_none() {
             force_unmount(&self.mnt);
@@ -778,10 +854,11 @@ impl Mount {
         self.stop_watchdog();
         if let Some(mut child) = self.child.take() {
             signal(child.id(), libc::SIGTERM);
-            if wait_child(&mut child, STOP_TIMEOUT).is_none() {
+            if wait_child(&mut child, scaled(STOP_TIMEOUT)).is_none() {
                 eprintln!(
-                    "storgate (pid {}) did not exit within {STOP_TIMEOUT:?} of SIGTERM; forcing",
-                    child.id()
+                    "storgate (pid {}) did not exit within {:?} of SIGTERM; forcing",
+                    child.id(),
+                    scaled(STOP_TIMEOUT)
                 );
                 force_unmount(&self.mnt);
                 let _ = child.kill();
@@ -821,12 +898,13 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 /// How long a mount may live before the watchdog kills it:
-/// `STORGATE_TEST_MOUNT_TIMEOUT` seconds, default 300.
+/// `STORGATE_TEST_MOUNT_TIMEOUT` seconds (taken as is), default 300 scaled
+/// by [`time_factor`].
 fn watchdog_secs() -> u64 {
     std::env::var("STORGATE_TEST_MOUNT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or_else(|| scaled(Duration::from_secs(300)).as_secs())
 }
 
 fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
@@ -851,13 +929,15 @@ pub mod s3;
 // ------------------------------------------------ long-running mounts ----
 
 impl Mount {
-    /// Replaces the watchdog with one that fires after `secs` seconds from
-    /// now (for tests that legitimately keep a mount longer than
-    /// `STORGATE_TEST_MOUNT_TIMEOUT`, e.g. a 1 GiB S3 upload). Never shorter
-    /// than the usual watchdog: a larger `STORGATE_TEST_MOUNT_TIMEOUT` (or
-    /// the default) still wins.
+    /// Replaces the watchdog with one that fires after `secs` seconds
+    /// (nominal: scaled by [`time_factor`]) from now, for tests that
+    /// legitimately keep a mount longer than `STORGATE_TEST_MOUNT_TIMEOUT`,
+    /// e.g. a 1 GiB S3 upload. Never shorter than the usual watchdog: a
+    /// larger `STORGATE_TEST_MOUNT_TIMEOUT` (or the default) still wins.
     pub fn extend_watchdog(&mut self, secs: u64) {
-        let secs = secs.max(watchdog_secs());
+        let secs = scaled(Duration::from_secs(secs))
+            .as_secs()
+            .max(watchdog_secs());
         self.stop_watchdog();
         let Some(pid) = self.pid() else { return };
         let mnt = self.mnt.clone();
@@ -878,7 +958,7 @@ impl Mount {
 }
 
 /// Polls `cond` every `every` until it holds; panics naming `what` (and
-/// `detail()`) after `timeout`.
+/// `detail()`) after `timeout` (nominal: scaled by [`time_factor`]).
 #[track_caller]
 pub fn poll(
     timeout: Duration,
@@ -887,6 +967,7 @@ pub fn poll(
     mut cond: impl FnMut() -> bool,
     detail: impl Fn() -> String,
 ) {
+    let timeout = scaled(timeout);
     let start = Instant::now();
     loop {
         if cond() {
