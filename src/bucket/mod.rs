@@ -60,7 +60,14 @@ pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, BucketError> {
         let mut origins = Vec::new();
         for (i, m) in tree.mounts.iter().enumerate() {
             match &m.origin {
-                Origin::Local(root) => origins.push(Backend::Local(LocalOrigin::new(root.clone()))),
+                Origin::Local(root) => {
+                    let local = LocalOrigin::new(root.clone());
+                    // Opened now, before any client can reach it: a parent of
+                    // the configured path that changes later cannot redirect
+                    // the origin. A directory missing now is opened at first use.
+                    let _ = local.at();
+                    origins.push(Backend::Local(local));
+                }
                 Origin::S3 { endpoint, prefix } => {
                     let ep = config.s3_endpoint(endpoint).ok_or_else(|| {
                         BucketError::config(format!(

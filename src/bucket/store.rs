@@ -368,10 +368,21 @@ impl Store<'_> {
     }
 
     /// Removes the entry at `comps` (a directory only when empty).
-    pub fn remove(&self, comps: &[OsString], shown: &str) -> Result<(), BucketError> {
+    ///
+    /// `processed` is the (device, inode) of the local file a workflow just
+    /// processed: an `onComplete` must not remove an upload that replaced it
+    /// since (that one's own event processes it), so a different file at the
+    /// path is kept and the call fails with ESTALE.
+    pub fn remove(
+        &self,
+        comps: &[OsString],
+        shown: &str,
+        processed: Option<(u64, u64)>,
+    ) -> Result<(), BucketError> {
         let (mount, rel, st) = self
             .find(comps)
             .map_err(|e| BucketError::origin("cannot find", shown, e))?;
+        self.check_processed(mount, &st, processed, shown)?;
         if let Some(abs) = self.abs(mount, &rel) {
             self.selfc.deleting(&abs);
         }
@@ -384,18 +395,41 @@ impl Store<'_> {
         r.map_err(|e| BucketError::origin("cannot remove", shown, e))
     }
 
+    /// See [`Store::remove`] for `processed`.
+    fn check_processed(
+        &self,
+        mount: usize,
+        st: &libc::stat,
+        processed: Option<(u64, u64)>,
+        shown: &str,
+    ) -> Result<(), BucketError> {
+        match processed {
+            Some(id) if self.origin(mount).as_local().is_some() && (st.st_dev, st.st_ino) != id => {
+                Err(BucketError::Origin {
+                    errno: Errno::ESTALE,
+                    message: format!(
+                        "{shown:?} was replaced after it was processed: kept for its own event"
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Moves the entry at `from` to `to` (rename within an origin, else copy
-    /// and remove).
+    /// and remove). See [`Store::remove`] for `processed`.
     pub fn rename(
         &self,
         from: &[OsString],
         to: &[OsString],
         shown_from: &str,
         shown_to: &str,
+        processed: Option<(u64, u64)>,
     ) -> Result<(), BucketError> {
         let (fm, frel, st) = self
             .find(from)
             .map_err(|e| BucketError::origin("cannot find", shown_from, e))?;
+        self.check_processed(fm, &st, processed, shown_from)?;
         let (tm, trel, _) = self
             .target(to)
             .map_err(|e| BucketError::origin("cannot place", shown_to, e))?;
@@ -437,7 +471,7 @@ impl Store<'_> {
                 .map_err(|e| format!("copy {shown_from:?}: {e}").into())
         })?;
         drop(src);
-        self.remove(from, shown_from)
+        self.remove(from, shown_from, Some((st.st_dev, st.st_ino)))
     }
 }
 

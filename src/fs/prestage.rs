@@ -235,10 +235,14 @@ impl Core {
         let shown = path_text(&path);
         let staging = &s.staging;
         // The client's file keeps the client's mode (the output-mode rule is
-        // for files the daemon makes from an item).
-        let published = store.write(&path, &shown, WhenExist::Overwrite, s.mode, &|tmp| {
+        // for files the daemon makes from an item) without setuid, setgid
+        // and sticky: the owner is given back best effort, and a root-owned
+        // setuid file must never be what a failed chown leaves (the kernel
+        // clears these bits at a client's write too).
+        let mode = s.mode & 0o777;
+        let published = store.write(&path, &shown, WhenExist::Overwrite, mode, &|tmp| {
             std::fs::copy(staging, tmp).map_err(|e| format!("copy staged data: {e}"))?;
-            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(s.mode))
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("set mode: {e}"))?;
             // Owner as the client left it; best effort, like cp -p.
             let _ = std::os::unix::fs::chown(tmp, Some(s.owner.0), Some(s.owner.1));

@@ -250,6 +250,7 @@ impl Runner {
                 })
                 .collect()
         });
+        let processed = local.st.map(|st| (st.st_dev, st.st_ino));
         drop(local);
         let mut outcome = Outcome::default();
         let mut errors = Vec::new();
@@ -270,7 +271,7 @@ impl Runner {
         }
         if errors.is_empty()
             && let Source::Bucket(comps) | Source::Listed(comps, _) = source
-            && let Err(e) = self.on_complete(&store, workflow, item, comps, source_dir)
+            && let Err(e) = self.on_complete(&store, workflow, item, comps, processed, source_dir)
         {
             errors.push(format!("onComplete: {e}"));
         }
@@ -298,9 +299,14 @@ impl Runner {
         let result = match &task.function {
             Function::Copy => store
                 .write(&comps, &path, task.when_exist, mode, &|tmp| {
-                    std::fs::copy(source, tmp)
-                        .map(drop)
-                        .map_err(|e| format!("copy {:?}: {e}", item.path).into())
+                    // Bytes only: std::fs::copy would also give the root-owned
+                    // temp the source's mode, setuid bits included.
+                    let copy = || -> std::io::Result<()> {
+                        let mut from = std::fs::File::open(source)?;
+                        let mut to = std::fs::File::create(tmp)?;
+                        std::io::copy(&mut from, &mut to).map(drop)
+                    };
+                    copy().map_err(|e| format!("copy {:?}: {e}", item.path).into())
                 })
                 .map_err(store_error),
             Function::Exec(args) => {
@@ -341,11 +347,14 @@ impl Runner {
         workflow: &Workflow,
         item: &Item,
         source: &[OsString],
+        processed: Option<(u64, u64)>,
         source_dir: &str,
     ) -> WorkflowResult<()> {
         match &workflow.on_complete.src {
             SrcOp::None => Ok(()),
-            SrcOp::Delete => store.remove(source, &item.path).map_err(store_error),
+            SrcOp::Delete => store
+                .remove(source, &item.path, processed)
+                .map_err(store_error),
             SrcOp::Move { path } => {
                 let rendered = self
                     .templates
@@ -354,7 +363,7 @@ impl Runner {
                 let to = check_bucket_path(&rendered, &store.bucket.tree)
                     .map_err(|e| path_error(e.in_template(path)))?;
                 store
-                    .rename(source, &split_path(&to), &item.path, &to)
+                    .rename(source, &split_path(&to), &item.path, &to, processed)
                     .map_err(store_error)
             }
         }
@@ -458,6 +467,55 @@ mod tests {
                 .map(|e| e.file_name())
                 .collect();
             assert_eq!(names.len(), 1, "{dir}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn on_complete_keeps_an_upload_that_replaced_the_processed_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path();
+        let src_path = root.join("in/a.txt");
+        // The task itself plays the uploader: it replaces the source (a new
+        // inode at the same name) while the workflow runs.
+        let replace = format!(
+            "cat; echo new > {0}.up && mv {0}.up {0}",
+            src_path.display()
+        );
+        let (b, wfs) = bucket(
+            root,
+            serde_json::json!([
+                {"name": "rm", "tasks": [
+                    {"function": {"exec": ["sh", "-c", replace]},
+                     "savePath": "/out/{{ item.filename }}"}],
+                 "onComplete": {"src": {"op": "delete"}}},
+                {"name": "mv", "tasks": [
+                    {"function": {"exec": ["sh", "-c", replace]},
+                     "savePath": "/out/{{ item.filename }}"}],
+                 "onComplete": {"src": {"op": "move", "path": "/out/done/{{ item.filename }}"}}}
+            ]),
+        );
+        let r = runner(root);
+        for wf in &wfs {
+            std::fs::write(&src_path, b"old\n").expect("write");
+            let src = Source::Bucket(split_path("/in/a.txt"));
+            let out = r.run(&b, wf, &item("/in/a.txt"), &src, "/in");
+            let err = out.error.clone().unwrap_or_default();
+            assert!(
+                err.contains("replaced after it was processed"),
+                "{}: {out:?}",
+                wf.name
+            );
+            assert_eq!(
+                std::fs::read(&src_path).expect("the new upload is kept"),
+                b"new\n",
+                "{}",
+                wf.name
+            );
+            assert_eq!(
+                std::fs::read(root.join("out/a.txt")).expect("out"),
+                b"old\n"
+            );
+            assert!(!root.join("out/done/a.txt").exists(), "{}", wf.name);
         }
     }
 
