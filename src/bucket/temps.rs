@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use nix::fcntl::AtFlags;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use super::selfchange_shared::{hex, unhex};
 use super::store::TMP_PREFIX;
 use crate::error::{Errno, FsResult, check};
 use crate::origin::beneath::Root;
@@ -84,20 +85,6 @@ fn intent_line(root: &Path, dir: &[OsString], name: &[u8]) -> Vec<u8> {
     line.extend_from_slice(name);
     line.push(b'\n');
     line
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// A temporary output file in an origin directory: removed when dropped

@@ -41,7 +41,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::http::HttpServer;
-use common::s3::S3Server;
+use common::s3::{S3Server, client, rt};
 use common::*;
 use regex::Regex;
 use serde_json::{Value, json};
@@ -744,18 +744,6 @@ fn cursor_reset_with_delete_terminates_and_processes_everything() {
 
 // ----------------------------------- cursor: continue over S3, kill -9 ----
 
-/// The tokio runtime used to fill buckets directly.
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime")
-    })
-}
-
 /// Puts every `(key, body)`, 32 at a time.
 fn put_objects(c: Arc<S3Client>, objects: Vec<(String, Vec<u8>)>) {
     rt().block_on(async {
@@ -782,10 +770,7 @@ fn s3_cursor_continue_kill_9_restart_copies_every_object() {
     const CHUNK: usize = 500;
     let s3 = S3Server::shared();
     let bucket = s3.new_bucket("batch-continue");
-    let client = Arc::new(
-        rt().block_on(S3Client::connect(&s3.s3_endpoint(&bucket)))
-            .expect("S3 client"),
-    );
+    let client = client(s3, &bucket);
     let objects: Vec<(String, Vec<u8>)> = (0..N)
         .map(|i| {
             (

@@ -17,36 +17,16 @@ use std::os::fd::IntoRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::s3::S3Server;
+use common::s3::{S3Server, client, rt};
 use common::*;
 use serde_json::{Value, json};
 use storgate::origin::s3::client::{ObjectMeta, S3Client};
 
 // ------------------------------------------------------------ helpers ----
-
-/// The tokio runtime the tests use to look into (and fill) buckets directly.
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime")
-    })
-}
-
-/// A client of `bucket` on `srv`, bypassing the mount.
-fn client(srv: &S3Server, bucket: &str) -> Arc<S3Client> {
-    Arc::new(
-        rt().block_on(S3Client::connect(&srv.s3_endpoint(bucket)))
-            .expect("S3 client"),
-    )
-}
 
 /// Every object under `prefix` (no delimiter), by key.
 fn objects(c: &S3Client, prefix: &str) -> BTreeMap<String, ObjectMeta> {

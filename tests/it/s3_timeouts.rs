@@ -21,11 +21,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::s3::{S3Server, Valve};
+use common::s3::{S3Server, Valve, client, rt};
 use common::*;
 use serde_json::{Value, json};
 use storgate::origin::s3::client::S3Client;
@@ -37,25 +37,6 @@ const T: u64 = 7;
 /// What SPEC §9.1 allows a client to wait: T + 5 s.
 fn allowed() -> Duration {
     Duration::from_secs(T + 5)
-}
-
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime")
-    })
-}
-
-/// A client of `bucket` straight to moto (not through the valve).
-fn client(srv: &S3Server, bucket: &str) -> Arc<S3Client> {
-    Arc::new(
-        rt().block_on(S3Client::connect(&srv.s3_endpoint(bucket)))
-            .expect("S3 client"),
-    )
 }
 
 fn put_object(c: &S3Client, key: &str, body: &[u8]) {

@@ -548,3 +548,30 @@ fn relay(st: std::sync::Arc<ValveState>, mut client: TcpStream, up: SocketAddr) 
         }
     }
 }
+
+/// The tokio runtime tests use to look into (and fill) buckets directly,
+/// bypassing the mount.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+}
+
+/// A client of `bucket` on `srv` (straight to the server, bypassing the
+/// mount and any valve).
+pub fn client(
+    srv: &S3Server,
+    bucket: &str,
+) -> std::sync::Arc<storgate::origin::s3::client::S3Client> {
+    std::sync::Arc::new(
+        rt().block_on(storgate::origin::s3::client::S3Client::connect(
+            &srv.s3_endpoint(bucket),
+        ))
+        .expect("S3 client"),
+    )
+}
