@@ -292,7 +292,10 @@ mod tests {
         let path = "throttling.maxPauseSeconds";
         for (json, want) in [
             ("-1", "-1 is not a non-negative number of seconds"),
-            ("1e300", "seconds is more than the maximum of 86400 (one day)"),
+            (
+                "1e300",
+                "seconds is more than the maximum of 86400 (one day)",
+            ),
             ("\"30s\"", "invalid type: string \"30s\""),
             ("true", "invalid type: boolean `true`"),
             ("null", ""),
