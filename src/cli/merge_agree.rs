@@ -61,6 +61,7 @@ fn layout(mounts: &[(Option<&str>, bool)], files: &[(usize, &str)]) -> Layout {
                     mount_point: point.map(str::to_string),
                     origin_path: o.to_string_lossy().into_owned(),
                     expose: *expose,
+                    watch: Default::default(),
                 })
                 .collect(),
             access: Access {

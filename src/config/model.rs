@@ -105,6 +105,63 @@ pub struct MountSpec {
     /// the prefix free of empty, `.` and `..` components.
     pub origin_path: String,
     pub expose: bool,
+    /// How changes made directly in the origin are found (SPEC §4.5).
+    pub watch: WatchSpec,
+}
+
+/// Default of `watch.intervalSeconds`.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A mount's `watch` key (SPEC §2.1, §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSpec {
+    pub mode: WatchMode,
+    /// Time between two poll rounds; also how long a file's mtime must be
+    /// in the past before a poll fires for it.
+    pub interval: Duration,
+    pub initial: WatchInitial,
+}
+
+impl Default for WatchSpec {
+    fn default() -> Self {
+        WatchSpec {
+            mode: WatchMode::Auto,
+            interval: DEFAULT_WATCH_INTERVAL,
+            initial: WatchInitial::Baseline,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// notify on local file systems, poll on network/FUSE ones and on S3.
+    Auto,
+    /// inotify only (local origins only).
+    Notify,
+    /// Periodic reconcile against the snapshot.
+    Poll,
+    /// Nothing made outside storgate is seen.
+    Off,
+}
+
+impl WatchMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WatchMode::Auto => "auto",
+            WatchMode::Notify => "notify",
+            WatchMode::Poll => "poll",
+            WatchMode::Off => "off",
+        }
+    }
+}
+
+/// What the first round of a fresh snapshot does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchInitial {
+    /// Records what is there; fires nothing.
+    Baseline,
+    /// Fires onPut for every entry found.
+    Fire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -530,6 +587,7 @@ mod tests {
             mount_point: None,
             origin_path: o.into(),
             expose: true,
+            watch: Default::default(),
         };
         assert_eq!(m("/mnt/x").origin(), Origin::Local("/mnt/x".into()));
         assert_eq!(

@@ -14,6 +14,7 @@ fn mount(point: Option<&str>, origin: &Path, expose: bool) -> MountSpec {
         mount_point: point.map(str::to_string),
         origin_path: origin.to_string_lossy().into_owned(),
         expose,
+        watch: Default::default(),
     }
 }
 

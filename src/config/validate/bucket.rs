@@ -162,6 +162,7 @@ pub(super) fn bucket(
                 mount_point,
                 origin_path,
                 expose: m.expose.unwrap_or(true),
+                watch: WatchSpec::default(),
             }),
             _ => mounts_complete = false,
         }
