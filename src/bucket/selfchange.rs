@@ -274,6 +274,17 @@ impl SelfChanges {
     }
 }
 
+/// Origins (S3) record this process's changes here too.
+impl crate::origin::ChangeLog for SelfChanges {
+    fn wrote(&self, path: &Path, st: &libc::stat) {
+        SelfChanges::wrote(self, path, st);
+    }
+
+    fn deleting(&self, path: &Path) {
+        SelfChanges::deleting(self, path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
