@@ -12,21 +12,21 @@ use std::path::Path;
 /// a FUSE server) write: NFS, SMB/CIFS (three magics), FUSE, 9p, Ceph,
 /// AFS, Coda, GFS2, OCFS2, Lustre, GPFS, BeeGFS.
 const SHARED: &[i64] = &[
-    0x6969,               // NFS
-    0x517b,               // SMB
+    0x6969,                // NFS
+    0x517b,                // SMB
     0xff53_4d42u32 as i64, // CIFS
     0xfe53_4d42u32 as i64, // SMB2
-    0x6573_5546,          // FUSE (sshfs, glusterfs, bindfs, s3fs, …)
-    0x0102_1997,          // 9p
-    0x00c3_6400,          // Ceph
-    0x5346_414f,          // AFS
-    0x6b41_4653,          // kAFS
-    0x7375_7245,          // Coda
-    0x0116_1970,          // GFS2
-    0x7461_636f,          // OCFS2
-    0x0bd0_0bd0,          // Lustre
-    0x4750_4653,          // GPFS
-    0x1996_1209,          // BeeGFS
+    0x6573_5546,           // FUSE (sshfs, glusterfs, bindfs, s3fs, …)
+    0x0102_1997,           // 9p
+    0x00c3_6400,           // Ceph
+    0x5346_414f,           // AFS
+    0x6b41_4653,           // kAFS
+    0x7375_7245,           // Coda
+    0x0116_1970,           // GFS2
+    0x7461_636f,           // OCFS2
+    0x0bd0_0bd0,           // Lustre
+    0x4750_4653,           // GPFS
+    0x1996_1209,           // BeeGFS
 ];
 
 /// The statfs f_type of `path`.
@@ -39,6 +39,7 @@ pub fn fs_type(path: &Path) -> std::io::Result<i64> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: statfs returned 0.
+    #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
     Ok(unsafe { st.assume_init() }.f_type as i64)
 }
 

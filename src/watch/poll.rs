@@ -128,6 +128,10 @@ pub struct Spec {
     pub initial: WatchInitial,
     /// Time between two rounds.
     pub period: Duration,
+    /// One more round when stopped (a notify origin's reconcile: the
+    /// snapshot then holds what inotify fired, and the next start does not
+    /// fire it again).
+    pub final_round: bool,
 }
 
 /// A round that could not finish; the old snapshot stays.
@@ -265,8 +269,7 @@ impl Lister<'_> {
                     let path = o.key.strip_suffix('/').unwrap_or(&o.key);
                     // Keys no path can name are not in the tree (SPEC §3.3).
                     let named = path.split('/').all(|c| {
-                        crate::origin::s3::keys::valid_component(c)
-                            && !c.starts_with(TMP_PREFIX)
+                        crate::origin::s3::keys::valid_component(c) && !c.starts_with(TMP_PREFIX)
                     });
                     if !named {
                         continue;
@@ -561,7 +564,8 @@ impl Poller {
                 }
             };
             let e = entry_of_stat(&st);
-            let settled = self.pending.get(&key).is_some_and(|p| p.seen.same(&e)) && !self.recent(&e);
+            let settled =
+                self.pending.get(&key).is_some_and(|p| p.seen.same(&e)) && !self.recent(&e);
             if !settled {
                 self.wait(&key, &e);
                 continue;
@@ -661,6 +665,10 @@ pub fn start(spec: Spec, sink: Arc<dyn Sink>) -> std::io::Result<Handle> {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
                 if flags.stop {
+                    drop(flags);
+                    if poller.spec.final_round {
+                        poller.logged_round();
+                    }
                     return;
                 }
                 let triggered = std::mem::take(&mut flags.trigger);
@@ -741,6 +749,7 @@ mod tests {
             interval: Duration::from_secs(2),
             initial,
             period: Duration::from_secs(2),
+            final_round: false,
         };
         (Poller::new(spec, rec.clone()), rec)
     }

@@ -71,7 +71,11 @@ impl S3Origin {
         token: Option<String>,
     ) -> OriginResult<(Vec<ObjectMeta>, Option<String>)> {
         let root = self.root().to_string();
-        let page = runtime().block_on(self.client.list_page(&root, None, None, token.clone(), None))?;
+        let page =
+            runtime().block_on(
+                self.client
+                    .list_page(&root, None, None, token.clone(), None),
+            )?;
         if page.next.is_some() && page.next == token {
             return Err(crate::origin::OriginError::new(
                 crate::error::Errno::EIO,
