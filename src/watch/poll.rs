@@ -246,10 +246,15 @@ impl Lister<'_> {
 
     fn next_entry(&mut self) -> Result<Option<(Vec<u8>, Entry, libc::stat)>, PollError> {
         match self {
-            Lister::Local(walk) => Ok(walk
-                .next_entry()
-                .map_err(PollError::Walk)?
-                .map(|(k, st)| (k, entry_of_stat(&st), st))),
+            Lister::Local(walk) => {
+                let next = walk.next_entry().map_err(PollError::Walk)?;
+                if next.is_none() && walk.too_deep > 0 {
+                    tracing::warn!(directories = walk.too_deep, limit = super::walk::MAX_DEPTH,
+                        "directories nested deeper than the limit are not watched");
+                    walk.too_deep = 0;
+                }
+                Ok(next.map(|(k, st)| (k, entry_of_stat(&st), st)))
+            }
             Lister::S3 {
                 origin,
                 page,

@@ -29,9 +29,17 @@ struct Level {
     prefix: Vec<u8>,
 }
 
+/// How deep a walk descends below its start. Each level holds one open
+/// directory fd; a client that nests directories thousands deep must not
+/// exhaust the daemon's fds and stall change detection for everyone.
+pub const MAX_DEPTH: usize = 256;
+
 /// The walk; [`Walk::next_entry`] yields entries in key order.
 pub struct Walk {
     stack: Vec<Level>,
+    max_depth: usize,
+    /// Directories not entered because of the depth limit.
+    pub too_deep: u64,
 }
 
 /// The names in `dir` (without `.`, `..` and storgate's temporaries), sorted.
@@ -72,7 +80,15 @@ impl Walk {
         }
         Ok(Walk {
             stack: vec![level(dir, prefix)?],
+            max_depth: MAX_DEPTH,
+            too_deep: 0,
         })
+    }
+
+    /// The same walk with another depth limit.
+    pub fn max_depth(mut self, depth: usize) -> Walk {
+        self.max_depth = depth.max(1);
+        self
     }
 
     /// The next entry, or `Ok(None)` at the end. An entry that vanishes
@@ -81,6 +97,7 @@ impl Walk {
     /// otherwise look deleted.
     pub fn next_entry(&mut self) -> FsResult<Option<(Vec<u8>, libc::stat)>> {
         loop {
+            let depth = self.stack.len();
             let Some(top) = self.stack.last_mut() else {
                 return Ok(None);
             };
@@ -95,7 +112,9 @@ impl Walk {
             };
             let mut key = top.prefix.clone();
             key.extend_from_slice(name.to_bytes());
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth >= self.max_depth {
+                self.too_deep += 1;
+            } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                 match Dir::openat(top.dir.as_fd(), name.as_c_str(), DIR_FLAGS, Mode::empty()) {
                     Ok(dir) => {
                         let mut prefix = key.clone();
@@ -167,6 +186,17 @@ mod tests {
             super::super::snapshot::KeyOrder::Components.cmp(a.as_bytes(), b.as_bytes())
         });
         assert_eq!(sorted, keys(&root, &[]));
+        // Nesting past the depth limit is listed down to the limit only.
+        std::fs::create_dir_all(o.join("n/n/n/n/n")).expect("mkdir");
+        let mut w = Walk::new(&root, &[OsString::from("n")])
+            .expect("walk")
+            .max_depth(2);
+        let mut deep = Vec::new();
+        while let Some((k, _)) = w.next_entry().expect("entry") {
+            deep.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        assert_eq!(deep, ["n/n", "n/n/n"]);
+        assert_eq!(w.too_deep, 1);
         // A start that is a symlink is refused, not followed.
         assert!(Walk::new(&root, &[OsString::from("c"), OsString::from("link")]).is_err());
     }
