@@ -44,6 +44,10 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// Daemon logging: the poll rounds at DEBUG, everything else at INFO.
 const LOG: (&str, &str) = ("STORGATE_LOG", "info,storgate::watch=debug");
 
+/// An `intervalSeconds` for notify origins far beyond every deadline: the
+/// periodic reconcile never runs during the test.
+const NO_PERIODIC_RECONCILE: u64 = 3600;
+
 // ------------------------------------------------------------ helpers ----
 
 /// A bucket `w` with `mounts`, whose onPut and onDelete run the task-less
@@ -432,10 +436,16 @@ fn a_directory_moved_into_a_notify_origin_fires_every_file_inside() {
         }
     }
     fs::create_dir_all(&origin).unwrap();
+    // A periodic reconcile would find the files too, but not within the
+    // deadline with this interval: only the walk of the moved-in tree can.
     let cfg = watch_config(
         &outer.path().join("state"),
         &srv,
-        vec![watched("/in", &origin, json!({"mode": "notify"}))],
+        vec![watched(
+            "/in",
+            &origin,
+            json!({"mode": "notify", "intervalSeconds": NO_PERIODIC_RECONCILE}),
+        )],
     );
     let m = start(&cfg);
     // The watcher is live once a file written into the origin fires.
@@ -525,20 +535,29 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
     let outer = scratch();
     let origin = outer.path().join("notify-origin");
     fs::create_dir_all(origin.join("sub")).unwrap();
+    // No periodic reconcile within the deadline: only the one the overflow
+    // triggers can find what the lost events announced.
     let cfg = watch_config(
         &outer.path().join("state"),
         &srv,
-        vec![watched("/in", &origin, json!({"mode": "notify"}))],
+        vec![watched(
+            "/in",
+            &origin,
+            json!({"mode": "notify", "intervalSeconds": NO_PERIODIC_RECONCILE}),
+        )],
     );
     let mut low = Sysctl::set(MAX_QUEUED, "64");
     let m = start(&cfg);
     low.restore();
     drop(alone);
+    // The reconcile at start is over (it would find the files as well).
+    wait_rounds(&m, &s(&origin), 1, "the reconcile at start");
 
     // Stopped, the daemon reads nothing: the 64-event queue overflows for
     // sure (each file is at least a create, a modify and a close).
     m.signal(libc::SIGSTOP);
     let cont = Continue(&m);
+    let old = now_secs() - 3600;
     for i in 0..N {
         let p = if i % 2 == 0 {
             origin.join(format!("f{i:04}"))
@@ -546,6 +565,9 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
             origin.join(format!("sub/f{i:04}"))
         };
         fs::write(&p, content(i)).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        // Settled already (as after a long flood), so the reconcile fires
+        // them at once rather than `intervalSeconds` later.
+        set_times(&p, old).unwrap_or_else(|e| panic!("backdate {}: {e}", p.display()));
     }
     drop(cont);
 
@@ -560,7 +582,7 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
         &srv,
         "onPut",
         &want,
-        Duration::from_secs(120),
+        DEADLINE,
         "every file written while the inotify queue overflowed",
     );
     let got = counts(&srv, "onPut");
