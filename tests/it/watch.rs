@@ -716,7 +716,12 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
                 &polled,
                 json!({"mode": "poll", "intervalSeconds": INTERVAL}),
             ),
-            watched("/n", &notified, json!({"mode": "notify"})),
+            // Only the reconcile at start can find what changed while down.
+            watched(
+                "/n",
+                &notified,
+                json!({"mode": "notify", "intervalSeconds": NO_PERIODIC_RECONCILE}),
+            ),
         ],
     );
     let origin = s(&polled);
@@ -826,7 +831,8 @@ fn first_start_with_existing_files(initial: &str) -> (HttpServer, Mount, Existin
             watched(
                 "/n",
                 &notified,
-                json!({"mode": "notify", "initial": initial}),
+                json!({"mode": "notify", "intervalSeconds": NO_PERIODIC_RECONCILE,
+                    "initial": initial}),
             ),
         ],
     );
