@@ -704,8 +704,9 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
     let outer = scratch();
     let polled = outer.path().join("poll-origin");
     let notified = outer.path().join("notify-origin");
-    for d in [&polled, &notified] {
-        fs::create_dir_all(d).unwrap();
+    for o in [&polled, &notified] {
+        // In the baseline of the very first start.
+        put(&o.join("base.txt"), b"there from the start\n");
     }
     let cfg = watch_config(
         &outer.path().join("state"),
@@ -724,10 +725,11 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
             ),
         ],
     );
-    let origin = s(&polled);
+    let (po, no) = (s(&polled), s(&notified));
 
     let mut m1 = start(&cfg);
-    wait_rounds(&m1, &origin, 1, "the baseline round");
+    wait_rounds(&m1, &po, 1, "the baseline round of the polled origin");
+    wait_rounds(&m1, &no, 1, "the reconcile at start of the notify origin");
     put(&polled.join("before.txt"), b"seen while running\n");
     put(&notified.join("before.txt"), b"seen while running\n");
     let before = set(["/p/before.txt".to_string(), "/n/before.txt".to_string()]);
@@ -739,7 +741,7 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
         "files written while the daemon runs",
     );
     // One round more: the poller's snapshot has the fired file.
-    let_rounds_pass(&m1, &origin, 1, "a round after before.txt fired");
+    let_rounds_pass(&m1, &po, 1, "a round after before.txt fired");
     let st = m1.stop();
     assert!(
         st.status.is_some_and(|s| s.success()),
@@ -748,8 +750,8 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
     );
     assert!(!st.mounted_after_exit, "the daemon unmounted on SIGTERM");
 
-    // While it is down: new files (written a while ago, so they are not
-    // still growing at the restart) and a deletion, in both origins.
+    // While it is down, in both origins: new files (written a while ago, so
+    // they are not still growing at the restart) and two deletions.
     let old = now_secs() - 120;
     for o in [&polled, &notified] {
         for i in 0..10 {
@@ -757,6 +759,7 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
             put(&p, content(i));
             set_times(&p, old).expect("backdate a file written while down");
         }
+        fs::remove_file(o.join("base.txt")).expect("delete while down");
         fs::remove_file(o.join("before.txt")).expect("delete while down");
     }
 
@@ -771,23 +774,28 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
         DEADLINE,
         "files written while the daemon was down",
     );
+    let deleted = set([
+        "/p/base.txt".to_string(),
+        "/n/base.txt".to_string(),
+        "/p/before.txt".to_string(),
+    ]);
     wait_fired(
         &srv,
         "onDelete",
-        &before,
+        &deleted,
         DEADLINE,
         "files deleted while the daemon was down",
     );
-    let first = rounds(&m2, &origin)
+    let first = rounds(&m2, &po)
         .into_iter()
         .next()
-        .unwrap_or_else(|| panic!("no poll round of {origin} logged after the restart"));
+        .unwrap_or_else(|| panic!("no poll round of {po} logged after the restart"));
     assert_eq!(
         field(&first, "fired"),
-        Some(11),
-        "the first poll round after the restart fires the 10 new files and the deletion: {first}"
+        Some(12),
+        "the first poll round after the restart fires the 10 new files and the 2 deletions: {first}"
     );
-    let_rounds_pass(&m2, &origin, 2, "rounds after the restart");
+    let_rounds_pass(&m2, &po, 2, "rounds after the restart");
     quiet_period(Duration::from_secs(1));
     let mut all = new.clone();
     all.extend(before.iter().cloned());
@@ -797,7 +805,18 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
         &all,
         "before.txt fired once before the stop, the new files once after the restart",
     );
-    assert_exactly_once(&srv, "onDelete", &before, "the deletions while down");
+    // A file that fired through inotify, then went while the daemon was
+    // down: the notify origin's snapshot must know it.
+    wait_fired(
+        &srv,
+        "onDelete",
+        &set(["/n/before.txt".to_string()]),
+        DEADLINE,
+        "a notify origin's file that fired while running, deleted while down",
+    );
+    let mut gone = deleted.clone();
+    gone.insert("/n/before.txt".to_string());
+    assert_exactly_once(&srv, "onDelete", &gone, "the deletions while down");
     drop(m2);
 }
 
