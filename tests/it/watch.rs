@@ -741,7 +741,7 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
         "files written while the daemon runs",
     );
     // One round more: the poller's snapshot has the fired file.
-    let_rounds_pass(&m1, &po, 1, "a round after before.txt fired");
+    let_rounds_pass(&m1, &po, 2, "rounds after before.txt fired");
     let st = m1.stop();
     assert!(
         st.status.is_some_and(|s| s.success()),
@@ -858,6 +858,12 @@ fn first_start_with_existing_files(initial: &str) -> (HttpServer, Mount, Existin
     let m = start(&cfg);
     let origin = s(&polled);
     wait_rounds(&m, &origin, 1, "the first poll round");
+    wait_rounds(
+        &m,
+        &s(&notified),
+        1,
+        "the notify origin's reconcile at start",
+    );
     put(&polled.join("marker.txt"), b"after the baseline\n");
     put(&notified.join("marker.txt"), b"after the baseline\n");
     let markers = set(["/p/marker.txt".to_string(), "/n/marker.txt".to_string()]);
