@@ -448,7 +448,9 @@ fn a_directory_moved_into_a_notify_origin_fires_every_file_inside() {
         )],
     );
     let m = start(&cfg);
-    // The watcher is live once a file written into the origin fires.
+    // The reconcile at start is over (it would find the tree as well), and
+    // the watcher is live once a file written into the origin fires.
+    wait_rounds(&m, &s(&origin), 1, "the reconcile at start");
     put(&origin.join("ready.txt"), b"ready\n");
     wait_fired(
         &srv,
@@ -500,18 +502,21 @@ impl Sysctl {
         }
     }
 
-    fn restore(&mut self) {
-        if let Some(old) = self.old.take()
-            && let Err(e) = fs::write(self.path, &old)
-        {
-            eprintln!("cannot restore {} to {old}: {e}", self.path);
+    /// Writes the old value back (once).
+    fn restore(&mut self) -> Result<(), String> {
+        match self.old.take() {
+            Some(old) => fs::write(self.path, &old)
+                .map_err(|e| format!("cannot restore {} to {old}: {e}", self.path)),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for Sysctl {
     fn drop(&mut self) {
-        self.restore();
+        if let Err(e) = self.restore() {
+            eprintln!("{e}");
+        }
     }
 }
 
@@ -548,7 +553,9 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
     );
     let mut low = Sysctl::set(MAX_QUEUED, "64");
     let m = start(&cfg);
-    low.restore();
+    if let Err(e) = low.restore() {
+        panic!("{e}");
+    }
     drop(alone);
     // The reconcile at start is over (it would find the files as well).
     wait_rounds(&m, &s(&origin), 1, "the reconcile at start");
