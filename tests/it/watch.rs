@@ -47,6 +47,11 @@ const LOG: (&str, &str) = ("STORGATE_LOG", "info,storgate::watch=debug");
 /// An `intervalSeconds` for notify origins far beyond every deadline: the
 /// periodic reconcile never runs during the test.
 const NO_PERIODIC_RECONCILE: u64 = 3600;
+/// How old (seconds) a test makes the files that were written long before
+/// the daemon looks (while it was down, before its first start, during an
+/// event flood): older than every `intervalSeconds` here, so they have
+/// settled and a reconcile fires them at once.
+const SETTLED_AGE: i64 = 2 * NO_PERIODIC_RECONCILE as i64;
 
 // ------------------------------------------------------------ helpers ----
 
@@ -564,7 +569,7 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
     // sure (each file is at least a create, a modify and a close).
     m.signal(libc::SIGSTOP);
     let cont = Continue(&m);
-    let old = now_secs() - 3600;
+    let old = now_secs() - SETTLED_AGE;
     for i in 0..N {
         let p = if i % 2 == 0 {
             origin.join(format!("f{i:04}"))
@@ -759,7 +764,7 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
 
     // While it is down, in both origins: new files (written a while ago, so
     // they are not still growing at the restart) and two deletions.
-    let old = now_secs() - 120;
+    let old = now_secs() - SETTLED_AGE;
     for o in [&polled, &notified] {
         for i in 0..10 {
             let p = o.join(format!("down-f{i}.txt"));
@@ -829,21 +834,37 @@ fn changes_made_while_the_daemon_was_down_fire_after_the_restart() {
 
 // ----------------------------------------------------------- baseline ----
 
+/// What `first_start_with_existing_files` started and found. The daemon
+/// is the first field: it drops (stops) before the scratch dir goes.
+struct FirstStart {
+    _daemon: Mount,
+    srv: HttpServer,
+    _outer: tempfile::TempDir,
+    /// Bucket paths of the files there before the start.
+    existing: BTreeSet<String>,
+    /// Bucket paths of the files written after the first rounds (fired).
+    markers: BTreeSet<String>,
+}
+
 /// Two origins, one polled and one watched by inotify, each holding files
-/// from before the daemon's very first start, with `watch.initial` set to
-/// `initial`. Returns the test server, the daemon and the paths that
-/// existed before the start; markers written after the baseline round have
-/// fired when it returns.
-fn first_start_with_existing_files(initial: &str) -> (HttpServer, Mount, Existing) {
+/// from before the daemon's very first start (written long ago: settled),
+/// with `watch.initial` set to `initial`. Markers written after each
+/// origin's first round have fired, and further rounds passed, when it
+/// returns.
+fn first_start_with_existing_files(initial: &str) -> FirstStart {
     let srv = HttpServer::start();
     let outer = scratch();
     let polled = outer.path().join("poll-origin");
     let notified = outer.path().join("notify-origin");
+    let old = now_secs() - SETTLED_AGE;
     for o in [&polled, &notified] {
         for i in 0..5 {
-            put(&o.join(format!("old/f{i}.txt")), content(i));
+            let p = o.join(format!("old/f{i}.txt"));
+            put(&p, content(i));
+            set_times(&p, old).expect("backdate an existing file");
         }
         put(&o.join("top.txt"), b"top\n");
+        set_times(&o.join("top.txt"), old).expect("backdate an existing file");
     }
     let cfg = watch_config(
         &outer.path().join("state"),
@@ -888,44 +909,37 @@ fn first_start_with_existing_files(initial: &str) -> (HttpServer, Mount, Existin
             .map(move |i| format!("/{o}/old/f{i}.txt"))
             .chain([format!("/{o}/top.txt")])
     }));
-    (
+    FirstStart {
+        _daemon: m,
         srv,
-        m,
-        Existing {
-            _outer: outer,
-            existing,
-            markers,
-        },
-    )
-}
-
-/// What `first_start_with_existing_files` keeps alive and found.
-struct Existing {
-    _outer: tempfile::TempDir,
-    existing: BTreeSet<String>,
-    markers: BTreeSet<String>,
+        _outer: outer,
+        existing,
+        markers,
+    }
 }
 
 #[test]
 fn files_present_before_the_first_start_are_the_baseline() {
-    let (srv, m, t) = first_start_with_existing_files("baseline");
+    let t = first_start_with_existing_files("baseline");
+    let srv = &t.srv;
     assert_exactly_once(
-        &srv,
+        srv,
         "onPut",
         &t.markers,
         "only the files written after the start fire (the rest is the baseline)",
     );
-    assert!(counts(&srv, "onDelete").is_empty(), "{}", summary(&srv));
-    drop(m);
+    assert!(counts(srv, "onDelete").is_empty(), "{}", summary(srv));
+    drop(t);
 }
 
 #[test]
 fn initial_fire_fires_the_files_present_before_the_first_start() {
-    let (srv, m, t) = first_start_with_existing_files("fire");
+    let t = first_start_with_existing_files("fire");
+    let srv = &t.srv;
     let mut want = t.existing.clone();
     want.extend(t.markers.iter().cloned());
     wait_fired(
-        &srv,
+        srv,
         "onPut",
         &t.existing,
         DEADLINE,
@@ -933,13 +947,13 @@ fn initial_fire_fires_the_files_present_before_the_first_start() {
     );
     quiet_period(Duration::from_secs(1));
     assert_exactly_once(
-        &srv,
+        srv,
         "onPut",
         &want,
         "every existing file once, and the markers",
     );
-    let sized = reports(&srv, "onPut", "/p/old/f3.txt");
+    let sized = reports(srv, "onPut", "/p/old/f3.txt");
     assert_eq!(sized[0].size, Some(content(3).len() as u64), "item.size");
-    assert!(counts(&srv, "onDelete").is_empty(), "{}", summary(&srv));
-    drop(m);
+    assert!(counts(srv, "onDelete").is_empty(), "{}", summary(srv));
+    drop(t);
 }
