@@ -582,6 +582,13 @@ fn an_inotify_queue_overflow_is_caught_up_by_a_reconcile() {
         set_times(&p, old).unwrap_or_else(|e| panic!("backdate {}: {e}", p.display()));
     }
     drop(cont);
+    poll(
+        DEADLINE,
+        Duration::from_millis(50),
+        "test premise: the daemon reports the inotify queue overflow",
+        || m.log().to_lowercase().contains("overflow"),
+        || "no log line mentions an overflow".to_string(),
+    );
 
     let want = set((0..N).map(|i| {
         if i % 2 == 0 {
