@@ -81,9 +81,10 @@ section "dependencies"
 ensure_rust
 ensure_rust_components
 # fuse3 (fusermount3) to mount; rsync and inotify-tools: tests drive the mount
-# with them; pkg-config and curl: builds and webhook tests; the shell linter
-# for scripts/ and packaging/.
-ensure_packages fuse3 rsync inotify-tools pkg-config curl shellcheck
+# with them; bindfs: the change-detection tests' FUSE share "written by
+# another host" (tests/it/common/bindfs.rs); pkg-config and curl: builds and
+# webhook tests; the shell linter for scripts/ and packaging/.
+ensure_packages fuse3 rsync inotify-tools bindfs pkg-config curl shellcheck
 ensure_python_pip
 
 # --- S3 test server (TESTING.md layer 4) -----------------------------------

@@ -9,7 +9,8 @@
 //! scratch directories, buckets and ports. Shared pieces:
 //! - `common`: the mount harness ([`common::Mount`]), errno and command
 //!   helpers, the loopback HTTP server ([`common::http`]), the moto S3 server
-//!   shared by the whole binary ([`common::s3`]), and CPU load for the
+//!   shared by the whole binary ([`common::s3`]), a `bindfs` share for the
+//!   change-detection tests ([`common::bindfs`]), and CPU load for the
 //!   throttling test ([`common::cpu`]). Every harness deadline is scaled by
 //!   `STORGATE_TEST_TIME_FACTOR` (default 3, [`common::time_factor`]), so
 //!   the suite passes on a busy machine.
@@ -33,3 +34,4 @@ mod s3_client;
 mod s3_mount;
 mod s3_timeouts;
 mod tools;
+mod watch;

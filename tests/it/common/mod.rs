@@ -922,6 +922,7 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     });
     (tx, h)
 }
+pub mod bindfs;
 pub mod cpu;
 pub mod http;
 pub mod s3;
