@@ -1229,13 +1229,14 @@ wt_poll() {
   t1=$(now)
   W[$kind,cpu]=$(awk -v a="$c0" -v b="$c1" -v n="$rounds" 'BEGIN { printf "%.3f", (b - a) / n }')
   W[$kind,cpu_off]=$(awk -v a="$o0" -v b="$o1" -v n="$rounds" 'BEGIN { printf "%.3f", (b - a) / n }')
-  W[$kind,window]=$(elapsed "$t0" "$t1")
+  W[$kind,window]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
   W[$kind,hwm]=$(wt_mem "$pid" VmHWM)
   W[$kind,hwm_off]=$(wt_mem "$pid_off" VmHWM)
   W[$kind,rss]=$(wt_mem "$pid" VmRSS)
   W[$kind,rss_off]=$(wt_mem "$pid_off" VmRSS)
   W[$kind,entries]=$(wt_round "$log" $((rounds + 1)) entries)
   W[$kind,fired]=$(grep -F 'poll round' "$log" | sed -nE 's/.*[[:space:]]fired=([0-9]+).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  W[$kind,snap]=$(du -sk "$WW/$kind-poll-state/watch" 2>/dev/null | cut -f1)
   W[$kind,overlap]=$overlap
   W[$kind,interval]=$interval
   W[$kind,rounds]=$rounds
@@ -1252,14 +1253,14 @@ wt_poll_rows() {
   # shellcheck disable=SC2086
   mbc=$(median ${W[$kind,base_cpu]})
   mc=${W[$kind,cpu]}
-  printf '%-44s | %-30s | %-30s | %s\n' "$what: time per round" "$(printf '%s %.3f s' "$bname" "$mb")" \
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: time per round" "$(printf '%s %.3f s' "$bname" "$mb")" \
     "$(printf 'poll %.3f s' "$mr")" "$(ratio "$mr" "$mb")"
-  printf '%-44s | %-30s | %-30s | %s\n' "$what: CPU per round (user+sys)" "$(printf '%s %.3f s' "$bname" "$mbc")" \
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: CPU per round (user+sys)" "$(printf '%s %.3f s' "$bname" "$mbc")" \
     "$(printf 'poll %.3f s (off: %.3f s)' "$mc" "${W[$kind,cpu_off]}")" \
     "$(awk -v a="$mc" -v b="$mbc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
-  printf '%-44s | %-30s | %-30s | %s\n' "$what: peak memory (VmHWM)" "$(printf 'watch off %s MiB' "$(mib "${W[$kind,hwm_off]}")")" \
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: peak memory (VmHWM)" "$(printf 'watch off %s MiB' "$(mib "${W[$kind,hwm_off]}")")" \
     "$(printf 'poll %s MiB' "$(mib "${W[$kind,hwm]}")")" "$(ratio "${W[$kind,hwm]}" "${W[$kind,hwm_off]}")"
-  printf '%-44s | %-30s | %-30s | %s\n' "$what: first round (builds the snapshot)" - \
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: round 1 (builds the snapshot)" - \
     "$(awk -v m="${W[$kind,first]}" 'BEGIN { printf "poll %.3f s", m / 1000 }')" "$(ratio "$(awk -v m="${W[$kind,first]}" 'BEGIN { print m / 1000 }')" "$mb")"
 }
 
@@ -1359,12 +1360,13 @@ EOJ
         echo "NOTE:  the S3 server stored only $s3_n of $WATCH_S3_OBJECTS objects within $WATCH_S3_BUDGET s of parallel puts (${put_s} s, $(rate "$s3_n" "$put_s") objects/s): figures are for $s3_n"
     fi
     echo
-    printf '%-44s | %-30s | %-30s | %s\n' benchmark baseline storgate ratio
-    printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:30}" "${dashes:0:30}" -----
+    printf '%-50s | %-30s | %-30s | %s\n' benchmark baseline storgate ratio
+    printf '%s-+-%s-+-%s-+-%s\n' "${dashes}------" "${dashes:0:30}" "${dashes:0:30}" -----
     wt_poll_rows local "local, $((WATCH_DIRS * WATCH_FILES)) files" find
     [ $s3 = 0 ] || wt_poll_rows s3 "S3, $s3_n objects" list
     echo
     echo "entries per round (logged): local ${W[local,entries]:-?}${W[s3,entries]:+, S3 ${W[s3,entries]}}; events fired by the rounds: local ${W[local,fired]}${W[s3,fired]:+, S3 ${W[s3,fired]}} (0 expected)"
+    echo "snapshot on disk (du of stateDir/watch): local ${W[local,snap]:-?} KiB${W[s3,window]:+, S3 ${W[s3,snap]:-?} KiB}"
     echo "measured window (end of round 1 -> end of the last): local ${W[local,window]} s${W[s3,window]:+, S3 ${W[s3,window]} s}; VmRSS at the end: local poll $(mib "${W[local,rss]}") MiB, off $(mib "${W[local,rss_off]}") MiB${W[s3,rss]:+; S3 poll $(mib "${W[s3,rss]}") MiB, off $(mib "${W[s3,rss_off]:-0}") MiB}"
     local kk
     for kk in local s3; do
