@@ -407,8 +407,11 @@ fn serve(
         if let Some(w) = &watcher {
             let e = engine.clone();
             w.subscribe(Arc::new(move |ev: &notify::Event| e.origin_event(ev)));
-            w.watch(&engine.watch_roots());
+            w.watch(&engine.notify_roots());
         }
+        // Pollers and reconcilers start once inotify watches; their first
+        // rounds run while the mount comes up.
+        engine.start_change_detection();
         scheduler = crate::batch::scheduler::start(
             Arc::new(cfg.clone()),
             engine.clone(),

@@ -49,6 +49,21 @@ impl BucketState {
     }
 }
 
+/// Makes the S3 origins of `buckets` record this process's changes in
+/// `selfc` (local changes are recorded by their callers, by path).
+pub fn attach_self_changes(
+    buckets: &[BucketState],
+    selfc: &std::sync::Arc<selfchange::SelfChanges>,
+) {
+    for b in buckets {
+        for o in &b.origins {
+            if let Backend::S3(s3) = o {
+                s3.attach_changes(selfc.clone());
+            }
+        }
+    }
+}
+
 /// The buckets of `config` that are enabled, each with its origins.
 pub fn build_buckets(config: &Config) -> Result<Vec<BucketState>, BucketError> {
     let mut buckets = Vec::new();

@@ -25,11 +25,12 @@ use std::path::{Path, PathBuf};
 
 use super::selfchange_shared::{Kind, Reader, Record, Writer};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustc_hash::FxHashMap;
 
-/// How long a record of our own change stays valid.
+/// How long a record of our own change stays valid, at least: a poller
+/// must look within that time ([`SelfChanges::keep_at_least`]).
 const KEEP: Duration = Duration::from_secs(60);
 /// Prune expired records when the registry grows past this.
 const PRUNE_AT: usize = 4096;
@@ -53,26 +54,82 @@ impl Identity {
     }
 }
 
-#[derive(Default)]
 struct Inner {
+    keep: Duration,
     writers: FxHashMap<PathBuf, u32>,
     written: FxHashMap<PathBuf, (Identity, Instant)>,
     created: FxHashMap<PathBuf, Instant>,
     deleted: FxHashMap<PathBuf, (u32, Instant)>,
+    /// Directories storgate renamed into place, with the wall-clock time:
+    /// entries below them that are older than that moved with them.
+    moved_dirs: FxHashMap<PathBuf, (SystemTime, Instant)>,
+    /// Paths storgate removed or renamed away: a poller that finds the
+    /// entries below one gone does not fire for them (not consumed).
+    deleted_trees: FxHashMap<PathBuf, Instant>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            keep: KEEP,
+            writers: FxHashMap::default(),
+            written: FxHashMap::default(),
+            created: FxHashMap::default(),
+            deleted: FxHashMap::default(),
+            moved_dirs: FxHashMap::default(),
+            deleted_trees: FxHashMap::default(),
+        }
+    }
 }
 
 impl Inner {
     fn prune(&mut self) {
-        let size = self.written.len() + self.created.len() + self.deleted.len();
+        let size = self.written.len()
+            + self.created.len()
+            + self.deleted.len()
+            + self.moved_dirs.len()
+            + self.deleted_trees.len();
         if size < PRUNE_AT {
             return;
         }
         let now = Instant::now();
+        let keep = self.keep;
         self.written
-            .retain(|_, (_, t)| now.duration_since(*t) < KEEP);
-        self.created.retain(|_, t| now.duration_since(*t) < KEEP);
+            .retain(|_, (_, t)| now.duration_since(*t) < keep);
+        self.created.retain(|_, t| now.duration_since(*t) < keep);
         self.deleted
-            .retain(|_, (_, t)| now.duration_since(*t) < KEEP);
+            .retain(|_, (_, t)| now.duration_since(*t) < keep);
+        self.moved_dirs
+            .retain(|_, (_, t)| now.duration_since(*t) < keep);
+        self.deleted_trees
+            .retain(|_, t| now.duration_since(*t) < keep);
+    }
+
+    /// Whether an ancestor of `path` was moved into place by storgate after
+    /// the entry `st` last changed (so the entry came with it).
+    fn moved_with_ancestor(&self, path: &Path, st: &libc::stat) -> bool {
+        if self.moved_dirs.is_empty() {
+            return false;
+        }
+        let changed = std::time::UNIX_EPOCH
+            + Duration::new(
+                st.st_ctime.max(0) as u64,
+                st.st_ctime_nsec.clamp(0, 999_999_999) as u32,
+            );
+        path.ancestors().skip(1).any(|a| {
+            self.moved_dirs
+                .get(a)
+                .is_some_and(|(wall, t)| t.elapsed() < self.keep && changed <= *wall)
+        })
+    }
+
+    fn deleted_with_ancestor(&self, path: &Path) -> bool {
+        !self.deleted_trees.is_empty()
+            && path.ancestors().skip(1).any(|a| {
+                self.deleted_trees
+                    .get(a)
+                    .is_some_and(|t| t.elapsed() < self.keep)
+            })
     }
 
     fn ingest(&mut self, records: Vec<Record>) {
@@ -141,6 +198,21 @@ impl SelfChanges {
         }
     }
 
+    /// Keeps records at least `keep` (a poller with a long interval looks
+    /// only that often).
+    pub fn keep_at_least(self, keep: Duration) -> SelfChanges {
+        {
+            let mut g = self.lock();
+            g.keep = g.keep.max(keep);
+        }
+        if let Shared::Watch(r) = &self.shared {
+            r.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keep_at_least(keep);
+        }
+        self
+    }
+
     fn announce(&self, kind: Kind, path: &Path) {
         if let Shared::Announce(w) = &self.shared {
             w.lock()
@@ -204,6 +276,10 @@ impl SelfChanges {
         );
         let mut g = self.lock();
         g.written.insert(path.to_path_buf(), (id, Instant::now()));
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            g.moved_dirs
+                .insert(path.to_path_buf(), (SystemTime::now(), Instant::now()));
+        }
         g.prune();
     }
 
@@ -225,6 +301,7 @@ impl SelfChanges {
             .or_insert((0, Instant::now()));
         e.0 += 1;
         e.1 = Instant::now();
+        g.deleted_trees.insert(path.to_path_buf(), Instant::now());
         g.prune();
     }
 
@@ -236,18 +313,24 @@ impl SelfChanges {
 
     fn own_put_here(&self, path: &Path, st: Option<&libc::stat>) -> bool {
         let mut g = self.lock();
+        let keep = g.keep;
         if g.writers.contains_key(path) {
             return true;
         }
         if let Some(t) = g.created.remove(path)
-            && t.elapsed() < KEEP
+            && t.elapsed() < keep
+        {
+            return true;
+        }
+        if let Some(st) = st
+            && g.moved_with_ancestor(path, st)
         {
             return true;
         }
         match (g.written.get(path), st) {
-            (Some((id, t)), Some(st)) => t.elapsed() < KEEP && *id == Identity::of(st),
+            (Some((id, t)), Some(st)) => t.elapsed() < keep && *id == Identity::of(st),
             // Gone again already: whoever removed it fires the delete.
-            (Some((_, t)), None) => t.elapsed() < KEEP,
+            (Some((_, t)), None) => t.elapsed() < keep,
             _ => false,
         }
     }
@@ -259,10 +342,11 @@ impl SelfChanges {
 
     fn own_delete_here(&self, path: &Path) -> bool {
         let mut g = self.lock();
+        let keep = g.keep;
         let Some((n, t)) = g.deleted.get_mut(path) else {
-            return false;
+            return g.deleted_with_ancestor(path);
         };
-        let own = t.elapsed() < KEEP;
+        let own = t.elapsed() < keep;
         *n -= 1;
         if *n == 0 {
             g.deleted.remove(path);
@@ -271,6 +355,17 @@ impl SelfChanges {
             g.written.remove(path);
         }
         own
+    }
+}
+
+/// Origins (S3) record this process's changes here too.
+impl crate::origin::ChangeLog for SelfChanges {
+    fn wrote(&self, path: &Path, st: &libc::stat) {
+        SelfChanges::wrote(self, path, st);
+    }
+
+    fn deleting(&self, path: &Path) {
+        SelfChanges::deleting(self, path);
     }
 }
 

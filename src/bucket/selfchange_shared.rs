@@ -189,6 +189,11 @@ impl Reader {
     }
 
     /// Records announced since the last call (and not expired).
+    /// Keeps announced records at least `keep`.
+    pub fn keep_at_least(&mut self, keep: Duration) {
+        self.keep = self.keep.max(keep);
+    }
+
     pub fn poll(&mut self) -> Vec<Record> {
         let now = Instant::now();
         if let Ok(rd) = std::fs::read_dir(&self.dir) {

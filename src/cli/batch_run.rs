@@ -77,11 +77,9 @@ pub fn run_command(
         }
     };
     let tmp = run_tmp.path().to_path_buf();
-    let runner = Runner::new(
-        Arc::new(SelfChanges::announcing(&cfg.state_dir)),
-        tmp,
-        cfg.function_base_url.clone(),
-    );
+    let selfc = Arc::new(SelfChanges::announcing(&cfg.state_dir));
+    crate::bucket::attach_self_changes(&buckets, &selfc);
+    let runner = Runner::new(selfc, tmp, cfg.function_base_url.clone());
     let webhooks = WebhookCaller::new();
     let gate = CpuGate::start(&cfg.throttling);
     let hits = HitStore::open(&cfg.state_dir);

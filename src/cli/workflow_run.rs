@@ -70,6 +70,7 @@ pub fn run_command(
     };
     let tmp = run_tmp.path().to_path_buf();
     let selfc = Arc::new(SelfChanges::announcing(&cfg.state_dir));
+    crate::bucket::attach_self_changes(&buckets, &selfc);
     let runner = Runner::new(selfc.clone(), tmp.clone(), cfg.function_base_url.clone());
     let hits = HitStore::open(&cfg.state_dir);
     let store = Store {

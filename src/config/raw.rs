@@ -15,7 +15,8 @@ use serde_json::Value;
 use serde_path_to_error::Segment;
 
 use super::model::{
-    AgeStamp, CursorPolicy, FileType, Secret, SrcOpKind, Timing, Traverse, WhenExist,
+    AgeStamp, CursorPolicy, FileType, Secret, SrcOpKind, Timing, Traverse, WatchInitial, WatchMode,
+    WhenExist,
 };
 use super::paths::join_key;
 
@@ -211,6 +212,72 @@ impl<'de> Deserialize<'de> for StrOrInt {
     }
 }
 
+/// Reads one of the names in `table` (a JSON string); anything else is an
+/// error listing every allowed name, worded like the other enums' errors.
+fn named<'de, D: Deserializer<'de>, T: Copy + 'static>(
+    d: D,
+    expecting: &'static str,
+    table: &'static [(&'static str, T)],
+    names: &'static [&'static str],
+) -> Result<T, D::Error> {
+    struct V<T: 'static> {
+        expecting: &'static str,
+        table: &'static [(&'static str, T)],
+        names: &'static [&'static str],
+    }
+    impl<T: Copy> Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            self.table
+                .iter()
+                .find(|(n, _)| *n == v)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| E::unknown_variant(v, self.names))
+        }
+    }
+    d.deserialize_str(V {
+        expecting,
+        table,
+        names,
+    })
+}
+
+/// `watch.mode` (SPEC §2.1). The model type has no serde of its own; the
+/// JSON names are only the config's business.
+impl<'de> Deserialize<'de> for WatchMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        named(
+            d,
+            "`auto`, `notify`, `poll` or `off`",
+            &[
+                ("auto", WatchMode::Auto),
+                ("notify", WatchMode::Notify),
+                ("poll", WatchMode::Poll),
+                ("off", WatchMode::Off),
+            ],
+            &["auto", "notify", "poll", "off"],
+        )
+    }
+}
+
+/// `watch.initial` (SPEC §2.1).
+impl<'de> Deserialize<'de> for WatchInitial {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        named(
+            d,
+            "`baseline` or `fire`",
+            &[
+                ("baseline", WatchInitial::Baseline),
+                ("fire", WatchInitial::Fire),
+            ],
+            &["baseline", "fire"],
+        )
+    }
+}
+
 /// `task.function`: `null`, `"/http/function/path"` or `{"exec": [...]}`.
 #[derive(Debug, Clone)]
 pub(crate) enum RawFunction {
@@ -296,6 +363,16 @@ pub(crate) struct RawMount {
     pub mount_point: Option<String>,
     pub origin_path: String,
     pub expose: Option<bool>,
+    pub watch: Option<Checked<RawWatch>>,
+}
+
+/// A mount's `watch` (SPEC §2.1, §4.5); every key optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
+pub(crate) struct RawWatch {
+    pub mode: Option<WatchMode>,
+    pub interval_seconds: Option<f64>,
+    pub initial: Option<WatchInitial>,
 }
 
 #[derive(Deserialize)]
@@ -545,5 +622,30 @@ mod tests {
         assert!(f(json!({"exec": [1]})).is_err());
         assert!(f(json!({"run": []})).is_err());
         assert!(f(json!(3)).is_err());
+    }
+
+    #[test]
+    fn watch_names() {
+        let m = |v| serde_json::from_value::<WatchMode>(v).map_err(|e| e.to_string());
+        assert_eq!(m(json!("auto")), Ok(WatchMode::Auto));
+        assert_eq!(m(json!("notify")), Ok(WatchMode::Notify));
+        assert_eq!(m(json!("poll")), Ok(WatchMode::Poll));
+        assert_eq!(m(json!("off")), Ok(WatchMode::Off));
+        // Names are exact, as for every other enum of the config.
+        assert_eq!(
+            m(json!("Poll")),
+            Err("unknown variant `Poll`, expected one of `auto`, `notify`, `poll`, `off`".into())
+        );
+        let i = |v| serde_json::from_value::<WatchInitial>(v).map_err(|e| e.to_string());
+        assert_eq!(i(json!("baseline")), Ok(WatchInitial::Baseline));
+        assert_eq!(i(json!("fire")), Ok(WatchInitial::Fire));
+        assert_eq!(
+            i(json!(0)),
+            Err("invalid type: integer `0`, expected `baseline` or `fire`".into())
+        );
+        let c = Checked::<RawWatch>::from_value(json!({"intervalSeconds": 2.5}));
+        let w = c.value.expect("valid");
+        assert_eq!(w.interval_seconds, Some(2.5));
+        assert!(w.mode.is_none() && w.initial.is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The human summary `storgate check` prints for a valid config: buckets with
-//! their mounts and origins, access, enabled events, workflows, S3 endpoints
-//! (never their keys), distribution and throttling. Deterministic, so tests
-//! can compare it.
+//! their mounts, origins and (when not the default) watch modes, access,
+//! enabled events, workflows, S3 endpoints (never their keys), distribution
+//! and throttling. Deterministic, so tests can compare it.
 
 use std::fmt::Write;
 
@@ -76,6 +76,22 @@ fn trigger(t: &Option<Trigger>) -> String {
     }
 }
 
+/// A mount's `watch`, when it is not the default (auto, 30 s, baseline).
+/// The interval is shown where it is used: by the modes that poll.
+fn watch(w: &WatchSpec) -> String {
+    if *w == WatchSpec::default() {
+        return String::new();
+    }
+    let mut s = format!("; watch {}", w.mode.name());
+    if matches!(w.mode, WatchMode::Auto | WatchMode::Poll) {
+        let _ = write!(s, " every {}s", w.interval.as_secs_f64());
+    }
+    if w.mode != WatchMode::Off && w.initial == WatchInitial::Fire {
+        s.push_str(", initial fire");
+    }
+    s
+}
+
 fn percent(x: f64) -> String {
     let s = format!("{x:.1}");
     s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
@@ -106,7 +122,12 @@ pub fn summary(cfg: &Config) -> String {
                 Origin::S3 { endpoint, prefix } => format!("s3 {endpoint} prefix {prefix}/"),
             };
             let hidden = if m.expose { "" } else { " (hidden)" };
-            let _ = writeln!(s, "  mount {} <- {origin}{hidden}", m.mount_path());
+            let _ = writeln!(
+                s,
+                "  mount {} <- {origin}{hidden}{}",
+                m.mount_path(),
+                watch(&m.watch)
+            );
         }
         let a = &b.access;
         let denied: Vec<&str> = [("get", &a.get), ("put", &a.put), ("delete", &a.delete)]
@@ -248,4 +269,32 @@ pub fn summary(cfg: &Config) -> String {
         let _ = writeln!(s, "functionBaseUrl: {u}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn watch_is_shown_only_when_not_the_default() {
+        let w = |mode, secs: f64, initial| {
+            watch(&WatchSpec {
+                mode,
+                interval: Duration::from_secs_f64(secs),
+                initial,
+            })
+        };
+        use WatchInitial::{Baseline, Fire};
+        use WatchMode::*;
+        assert_eq!(watch(&WatchSpec::default()), "");
+        assert_eq!(w(Auto, 30.0, Baseline), "");
+        assert_eq!(w(Poll, 2.0, Baseline), "; watch poll every 2s");
+        assert_eq!(w(Poll, 30.0, Baseline), "; watch poll every 30s");
+        assert_eq!(w(Auto, 0.5, Fire), "; watch auto every 0.5s, initial fire");
+        assert_eq!(w(Notify, 30.0, Baseline), "; watch notify");
+        assert_eq!(w(Notify, 30.0, Fire), "; watch notify, initial fire");
+        assert_eq!(w(Off, 5.0, Fire), "; watch off");
+    }
 }

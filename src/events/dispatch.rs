@@ -2,7 +2,8 @@
 //! bucket runs, pre events run inline while the client waits, post events
 //! journaled before the client's call returns and run by a worker pool,
 //! and the webhooks of each finished item. (Changes made behind the mount's
-//! back arrive through [`Engine::origin_event`], in `origin.rs`.)
+//! back arrive through [`Engine::origin_event`], in `origin.rs`, and the
+//! pollers of `detect.rs`.)
 //!
 //! Failed post items are retried up to [`MAX_ATTEMPTS`] runs in all (after
 //! 4 s, then 16 s, on the engine's one retry timer), then written to the
@@ -86,6 +87,8 @@ pub struct Engine {
     state_dir: PathBuf,
     tmp_dir: PathBuf,
     pub stats: EngineStats,
+    /// Pollers, reconcilers and what inotify already fired.
+    pub(super) detection: super::detect::Detection,
 }
 
 impl Engine {
@@ -173,7 +176,10 @@ impl Engine {
                 rules: slot,
             });
         }
-        let selfc = Arc::new(SelfChanges::watching(state));
+        // Own changes must be known until the slowest poller looks again.
+        let keep = Engine::longest_interval(buckets) * 3 + Duration::from_secs(30);
+        let selfc = Arc::new(SelfChanges::watching(state).keep_at_least(keep));
+        crate::bucket::attach_self_changes(buckets, &selfc);
         let threads = |e: std::io::Error| EventError::CreateDir {
             path: state.clone(),
             source: std::io::Error::new(e.kind(), format!("cannot start an engine thread: {e}")),
@@ -192,6 +198,7 @@ impl Engine {
             gate,
             stop: AtomicBool::new(false),
             stats: EngineStats::default(),
+            detection: Default::default(),
         }))
     }
 
@@ -421,6 +428,7 @@ impl Engine {
     /// Retries not yet due stay journaled (in flight: replayed at the next
     /// start); queued webhooks are still called.
     pub fn shutdown(&self) {
+        self.stop_change_detection();
         self.stop.store(true, Ordering::Relaxed);
         self.gate.stop();
         self.retries.stop();

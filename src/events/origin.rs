@@ -2,9 +2,15 @@
 //! an FTP server), as the one origin watcher (`crate::watch`) reports them:
 //! turned into the post onPut / onDelete events of the buckets that have
 //! them, except the engine's own changes (the self-change registry).
+//!
+//! A directory created or moved into an origin is walked and each entry in
+//! it fires onPut (inotify reports only the directory). An event-queue
+//! overflow reconciles the notify origins (`detect.rs`). Everything handled
+//! here is noted in the engine's `Seen`, so a reconcile does not fire it
+//! again.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use notify::event::{
     AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
@@ -13,30 +19,13 @@ use notify::event::{
 use super::dispatch::Engine;
 use crate::bucket::store::TMP_PREFIX;
 use crate::item::gone_stat;
+use crate::origin::LocalOrigin;
 use crate::sink::Ev;
+use crate::watch::walk::{Walk, key_comps};
 
 impl Engine {
-    /// The local origins of buckets with onPut or onDelete: what the origin
-    /// watcher must watch for the engine.
-    pub fn watch_roots(&self) -> Vec<PathBuf> {
-        let mut roots: Vec<PathBuf> = Vec::new();
-        for (b, br) in self.buckets.iter().enumerate() {
-            if !self.watches(b) {
-                continue;
-            }
-            roots.extend(
-                br.state
-                    .origins
-                    .iter()
-                    .filter_map(|o| o.as_local().map(|l| l.root().to_path_buf())),
-            );
-        }
-        roots.sort();
-        roots.dedup();
-        roots
-    }
-
-    /// The bucket paths of an absolute path inside local origins.
+    /// The bucket paths of an absolute path inside notify-watched local
+    /// origins.
     fn bucket_paths(&self, abs: &Path) -> Vec<(usize, Vec<OsString>)> {
         let mut out = Vec::new();
         for (b, br) in self.buckets.iter().enumerate() {
@@ -44,6 +33,9 @@ impl Engine {
                 continue;
             }
             for (m, o) in br.state.origins.iter().enumerate() {
+                if self.watch_mode(b, m) != super::detect::Effective::Notify {
+                    continue;
+                }
                 if let Some(rel) = o.as_local().and_then(|l| l.rel_of(abs)) {
                     if rel.is_empty() {
                         continue;
@@ -70,8 +62,55 @@ impl Engine {
         })
     }
 
+    /// The local origin holding `abs`, and the path below its root.
+    fn origin_of(&self, abs: &Path) -> Option<(LocalOrigin, Vec<OsString>)> {
+        self.buckets.iter().find_map(|br| {
+            br.state.origins.iter().find_map(|o| {
+                let l = o.as_local()?;
+                let rel = l.rel_of(abs)?;
+                Some((l.clone(), rel))
+            })
+        })
+    }
+
+    /// One entry found (by inotify or in a walked directory): onPut unless
+    /// it is storgate's own.
+    fn found_put(&self, abs: &Path, st: &libc::stat) {
+        self.detection.seen.put(abs, st);
+        if self.self_changes().is_own_put(abs, Some(st)) {
+            return;
+        }
+        for (b, path) in self.bucket_paths(abs) {
+            if self.timing(b, Ev::Put).is_some() {
+                self.post(b, Ev::Put, &path, st);
+            }
+        }
+    }
+
+    /// A directory appeared in an origin: everything in it fires onPut.
+    fn walk_new_dir(&self, abs: &Path) {
+        let Some((origin, rel)) = self.origin_of(abs) else {
+            return;
+        };
+        let walked = origin.at().and_then(|root| {
+            let mut walk = Walk::new(root, &rel)?;
+            while let Some((key, st)) = walk.next_entry()? {
+                self.found_put(&origin.path_of(&key_comps(&key)), &st);
+            }
+            Ok(())
+        });
+        if let Err(e) = walked {
+            tracing::warn!(dir = %abs.display(), error = %e,
+                "cannot list a directory that appeared in an origin; the next reconcile finds its files");
+        }
+    }
+
     /// One change in a local origin seen by the watcher.
     pub fn origin_event(&self, event: &notify::Event) {
+        if event.need_rescan() {
+            self.reconcile_notify_origins();
+            return;
+        }
         enum Change {
             Put,
             Delete { dir: bool },
@@ -97,6 +136,12 @@ impl Engine {
         let Some(abs) = event.paths.first() else {
             return;
         };
+        // The watcher also serves the kernel caches of polled origins; their
+        // changes are the pollers' (and their own-change records theirs to
+        // consume).
+        if self.bucket_paths(abs).is_empty() {
+            return;
+        }
         if abs
             .file_name()
             .is_some_and(|n| n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()))
@@ -107,17 +152,15 @@ impl Engine {
         match change {
             Change::Put => {
                 let st = self.lstat_watched(abs);
-                if selfc.is_own_put(abs, st.as_ref()) {
-                    return;
-                }
+                // Gone again already: nothing to process.
                 let Some(st) = st else { return };
-                for (b, path) in self.bucket_paths(abs) {
-                    if self.timing(b, Ev::Put).is_some() {
-                        self.post(b, Ev::Put, &path, &st);
-                    }
+                self.found_put(abs, &st);
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    self.walk_new_dir(abs);
                 }
             }
             Change::Delete { dir } => {
+                self.detection.seen.deleted(abs);
                 if selfc.is_own_delete(abs) {
                     return;
                 }

@@ -22,6 +22,16 @@ pub use s3::{S3File, S3Origin};
 
 use crate::error::{Errno, FsResult};
 
+/// Where an origin records the changes this process makes to it, so that
+/// the change detector does not take them for external ones (implemented by
+/// the self-change registry, `bucket::selfchange`).
+pub trait ChangeLog: Send + Sync {
+    /// `path` now holds the entry whose identity is `st`.
+    fn wrote(&self, path: &std::path::Path, st: &libc::stat);
+    /// `path` is about to be removed.
+    fn deleting(&self, path: &std::path::Path);
+}
+
 /// The origin of one mount.
 #[derive(Clone)]
 pub enum Backend {

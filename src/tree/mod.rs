@@ -16,6 +16,8 @@ pub struct TreeMount {
     pub is_root: bool,
     pub expose: bool,
     pub origin: Origin,
+    /// How changes made directly in the origin are found.
+    pub watch: crate::config::WatchSpec,
 }
 
 /// Where a bucket path lives.
@@ -66,6 +68,7 @@ impl BucketTree {
                     is_root: point.is_empty(),
                     point,
                     expose: m.expose,
+                    watch: m.watch,
                     origin: m.origin(),
                 }
             })
@@ -206,6 +209,7 @@ impl BucketTree {
                         point,
                         expose: *expose,
                         origin: Origin::Local(std::path::PathBuf::from(format!("/o{i}"))),
+                        watch: Default::default(),
                     }
                 })
                 .collect(),

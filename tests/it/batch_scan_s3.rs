@@ -52,6 +52,7 @@ fn fixture(hint: &str) -> Fixture {
                     is_root: true,
                     expose: true,
                     origin: Origin::Local(local.clone()),
+                    watch: Default::default(),
                 },
                 TreeMount {
                     point: split_path("/s3"),
@@ -61,6 +62,7 @@ fn fixture(hint: &str) -> Fixture {
                         endpoint: name.clone(),
                         prefix: "pre".into(),
                     },
+                    watch: Default::default(),
                 },
             ],
         },

@@ -10,7 +10,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use storgate::config::{self, Function, LeaderUrl, Origin, check_to, load, load_str};
+use storgate::config::{
+    self, Function, LeaderUrl, Origin, WatchInitial, WatchMode, WatchSpec, check_to, load, load_str,
+};
 
 fn corpus(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,6 +133,18 @@ const BAD: &[(&str, &[&str])] = &[
             "buckets[0].events.onPut.filter.size: bad size \"1M\": unknown unit \"M\" (use b k m g t)",
             "buckets[0].events.onBatch[0].filter.age: invalid type: number `1.5`, expected a string such as \"2d\" or \"-1m\", or an integer",
             "buckets[0].events.onBatch[0].filter.size: bad size \"1.5m\" is not a whole number with an optional unit (b k m g t)",
+        ],
+    ),
+    (
+        "bad-watch",
+        &[
+            "buckets[0].mounts[0].watch.mode: unknown variant `inotify`, expected one of `auto`, `notify`, `poll`, `off`",
+            "buckets[0].mounts[1].watch.intervalSeconds: 0 is not a positive number of seconds",
+            "buckets[0].mounts[2].watch.intervalSeconds: invalid type: string \"30s\", expected a number",
+            "buckets[0].mounts[3].watch.initial: unknown variant `all`, expected `baseline` or `fire`",
+            "buckets[0].mounts[3].watch.intervalSeconds: 172800 seconds is more than the maximum of 86400 (one day)",
+            "buckets[0].mounts[4].watch.mode: an S3 origin cannot be watched with inotify (`notify` sees local file systems only); S3 origins are polled: use \"poll\" or \"auto\"",
+            "buckets[0].mounts[5].watch.interval: unknown field",
         ],
     ),
     (
@@ -500,6 +514,29 @@ fn the_model_holds_what_the_file_says() {
     );
     assert!(media.mounts[1].mount_point.is_none() && media.mounts[2].mount_point.is_none());
     assert!(!media.mounts[3].expose);
+    let watches: Vec<(WatchMode, f64, WatchInitial)> = media
+        .mounts
+        .iter()
+        .map(|m| {
+            (
+                m.watch.mode,
+                m.watch.interval.as_secs_f64(),
+                m.watch.initial,
+            )
+        })
+        .collect();
+    assert_eq!(
+        watches,
+        vec![
+            (WatchMode::Poll, 2.5, WatchInitial::Fire),
+            (WatchMode::Auto, 2.0, WatchInitial::Baseline),
+            (WatchMode::Notify, 30.0, WatchInitial::Baseline),
+            (WatchMode::Off, 30.0, WatchInitial::Baseline),
+            (WatchMode::Auto, 30.0, WatchInitial::Baseline),
+        ]
+    );
+    let dropbox_watch = cfg.bucket("dropbox").map(|b| b.mounts[0].watch);
+    assert_eq!(dropbox_watch, Some(WatchSpec::default()));
     assert!(media.access.get.enable && media.access.put.enable && !media.access.delete.enable);
     let derive = media.workflow("derive").expect("derive");
     assert!(matches!(&derive.tasks[0].function, Function::Exec(a) if a.len() == 4));
@@ -1207,6 +1244,55 @@ mod refused {
                 "buckets[0].workflows[0].tasks[0].timeout: 1e19 seconds is more than the maximum of 86400 (one day)".into(),
                 "buckets[0].workflows[0].tasks[1].timeout: 86400.5 seconds is more than the maximum of 86400 (one day)".into(),
                 "buckets[0].workflows[0].tasks[2].timeout: -1 is not a positive number of seconds".into(),
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_watch_keys() {
+        let s = Scratch::new();
+        let mut v = s.base();
+        set(
+            &mut v,
+            "/aws_s3",
+            json!([{"name": "s3", "bucket": "x", "endpoint": "http://127.0.0.1:9"}]),
+        );
+        set(
+            &mut v,
+            "/buckets/0/mounts/1/watch",
+            json!({"mode": "sometimes", "intervalSeconds": -1}),
+        );
+        set(
+            &mut v,
+            "/buckets/0/mounts/2/watch",
+            json!({"initial": "now", "intervalSeconds": 1e6}),
+        );
+        let mounts = v
+            .pointer_mut("/buckets/0/mounts")
+            .and_then(Value::as_array_mut)
+            .expect("mounts");
+        mounts.push(
+            json!({"mountPoint": "/s3", "originPath": "s3@aws_s3/up", "watch": {"mode": "notify"}}),
+        );
+        mounts.push(json!({"mountPoint": "/s3b", "originPath": "s3@aws_s3", "watch": {"mode": "poll", "intervalSeconds": 0.5}}));
+        let m = "buckets[0].mounts";
+        refuses(
+            &s,
+            &v,
+            &[
+                format!(
+                    "{m}[1].watch.mode: unknown variant `sometimes`, expected one of `auto`, `notify`, `poll`, `off`"
+                ),
+                format!("{m}[1].watch.intervalSeconds: -1 is not a positive number of seconds"),
+                format!(
+                    "{m}[2].watch.initial: unknown variant `now`, expected `baseline` or `fire`"
+                ),
+                format!(
+                    "{m}[2].watch.intervalSeconds: 1000000 seconds is more than the maximum of 86400 (one day)"
+                ),
+                format!(
+                    "{m}[3].watch.mode: an S3 origin cannot be watched with inotify (`notify` sees local file systems only); S3 origins are polled: use \"poll\" or \"auto\""
+                ),
             ],
         );
     }

@@ -23,6 +23,7 @@ fn bucket(mounts: &[(Option<&str>, bool, &Path)]) -> BucketState {
                     point,
                     expose: *expose,
                     origin: Origin::Local(dir.to_path_buf()),
+                    watch: Default::default(),
                 }
             })
             .collect(),

@@ -1,11 +1,14 @@
 //! One bucket: `meta` (object or flat keys, never both), name rules, mounts
 //! (normalised mount points, unique; local origins that must be existing
 //! directories; `NAME@aws_s3[/prefix]` origins naming an `aws_s3` entry),
-//! access rules, then its workflows and events.
+//! access rules, then its workflows and events. A mount's `watch` (SPEC
+//! §4.5): known mode and initial, an interval between 0.1 s and a day, and no `notify` for an S3 origin.
+
+use std::time::Duration;
 
 use super::events::{batch, event};
 use super::workflow::workflow;
-use super::{BucketCtx, Ctx, Env, plain_name, state_dir_overlap};
+use super::{BucketCtx, Ctx, Env, plain_name, seconds, state_dir_overlap};
 use crate::config::model::*;
 use crate::config::paths::{NAME_MAX, join_index, join_key, normalize_bucket_path};
 use crate::config::raw::*;
@@ -157,12 +160,18 @@ pub(super) fn bucket(
                 cx.warn(&join_key(&mp, "originPath"), msg);
             }
         }
+        let watch = watch(
+            cx,
+            m.watch.as_ref(),
+            &join_key(&mp, "watch"),
+            origin.as_deref(),
+        );
         match (mount_point, origin) {
             (Some(mount_point), Some(origin_path)) => b.mounts.push(MountSpec {
                 mount_point,
                 origin_path,
                 expose: m.expose.unwrap_or(true),
-                watch: WatchSpec::default(),
+                watch,
             }),
             _ => mounts_complete = false,
         }
@@ -266,6 +275,51 @@ pub(super) fn bucket(
     Some((b, name_path))
 }
 
+/// The smallest `watch.intervalSeconds`. Every poll round lists the whole
+/// origin, so a tiny interval would keep a core (and an NFS or S3 server)
+/// busy; and an interval that rounds to zero would make the poller spin.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A mount's `watch` key (absent = the defaults). `origin` is the normalised
+/// originPath, None when it was refused (then its kind is unknown).
+fn watch(
+    cx: &mut Ctx,
+    raw: Option<&Checked<RawWatch>>,
+    wp: &str,
+    origin: Option<&str>,
+) -> WatchSpec {
+    let mut spec = WatchSpec::default();
+    let Some(w) = raw.and_then(|c| cx.take(c, wp)) else {
+        return spec;
+    };
+    if let Some(m) = w.mode {
+        spec.mode = m;
+    }
+    if let Some(i) = w.initial {
+        spec.initial = i;
+    }
+    let ip = join_key(wp, "intervalSeconds");
+    spec.interval = seconds(cx, w.interval_seconds, &ip, DEFAULT_WATCH_INTERVAL, false);
+    if spec.interval < MIN_WATCH_INTERVAL {
+        cx.err(
+            &ip,
+            format!(
+                "{} is below the minimum of {} seconds (every poll round lists the whole origin)",
+                w.interval_seconds.unwrap_or_default(),
+                MIN_WATCH_INTERVAL.as_secs_f64()
+            ),
+        );
+        spec.interval = DEFAULT_WATCH_INTERVAL;
+    }
+    if spec.mode == WatchMode::Notify && origin.is_some_and(|o| !o.starts_with('/')) {
+        cx.err(
+            &join_key(wp, "mode"),
+            "an S3 origin cannot be watched with inotify (`notify` sees local file systems only); S3 origins are polled: use \"poll\" or \"auto\"",
+        );
+    }
+    spec
+}
+
 /// Checks and normalises an `originPath`.
 fn origin(cx: &mut Ctx, s: &str, path: &str, active: bool, env: &Env) -> Option<String> {
     if s.starts_with('/') {
@@ -310,4 +364,263 @@ fn origin(cx: &mut Ctx, s: &str, path: &str, active: bool, env: &Env) -> Option<
     } else {
         format!("{head}/{}", comps.join("/"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::load_str;
+
+    /// A config with one bucket: a local root mount, then a mount at /w
+    /// with origin `origin` (`LOCAL` = a second local directory) and
+    /// `watch` (absent when `None`).
+    fn load(origin: &str, watch: Option<Value>) -> Result<Vec<MountSpec>, Vec<String>> {
+        let d = tempfile::tempdir().expect("tempdir");
+        for sub in ["root", "w"] {
+            std::fs::create_dir(d.path().join(sub)).expect("mkdir");
+        }
+        let p = |s: &str| d.path().join(s).display().to_string();
+        let origin = if origin == "LOCAL" {
+            p("w")
+        } else {
+            origin.into()
+        };
+        let mut m = json!({"mountPoint": "/w", "originPath": origin});
+        if let Some(w) = watch {
+            m["watch"] = w;
+        }
+        let v = json!({
+            "stateDir": p("state"),
+            "aws_s3": [{"name": "s3", "bucket": "x", "endpoint": "http://127.0.0.1:9"}],
+            "buckets": [{"name": "b", "mounts": [{"originPath": p("root")}, m]}]
+        });
+        match load_str(&v.to_string()) {
+            Ok(l) => Ok(l.config.buckets[0].mounts.clone()),
+            Err(e) => Err(e.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    fn spec(origin: &str, watch: Value) -> WatchSpec {
+        match load(origin, Some(watch.clone())) {
+            Ok(m) => m[1].watch,
+            Err(e) => panic!("{watch} on {origin}: {e:?}"),
+        }
+    }
+
+    fn refused(origin: &str, watch: Value) -> Vec<String> {
+        match load(origin, Some(watch.clone())) {
+            Ok(_) => panic!("{watch} on {origin} was accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn absent_empty_or_null_watch_is_the_default() {
+        let m = load("LOCAL", None).expect("valid");
+        assert_eq!(m[0].watch, WatchSpec::default());
+        assert_eq!(m[1].watch, WatchSpec::default());
+        assert_eq!(
+            WatchSpec::default(),
+            WatchSpec {
+                mode: WatchMode::Auto,
+                interval: Duration::from_secs(30),
+                initial: WatchInitial::Baseline
+            }
+        );
+        for w in [
+            json!({}),
+            json!(null),
+            json!({"mode": null, "intervalSeconds": null, "initial": null}),
+        ] {
+            assert_eq!(spec("LOCAL", w.clone()), WatchSpec::default(), "{w}");
+            assert_eq!(spec("s3@aws_s3/p", w), WatchSpec::default());
+        }
+    }
+
+    #[test]
+    fn every_valid_value() {
+        for (name, mode) in [
+            ("auto", WatchMode::Auto),
+            ("notify", WatchMode::Notify),
+            ("poll", WatchMode::Poll),
+            ("off", WatchMode::Off),
+        ] {
+            let s = spec("LOCAL", json!({"mode": name}));
+            assert_eq!(
+                s,
+                WatchSpec {
+                    mode,
+                    ..WatchSpec::default()
+                }
+            );
+        }
+        for (name, initial) in [
+            ("baseline", WatchInitial::Baseline),
+            ("fire", WatchInitial::Fire),
+        ] {
+            assert_eq!(spec("LOCAL", json!({"initial": name})).initial, initial);
+        }
+        for (n, d) in [
+            (json!(1), Duration::from_secs(1)),
+            (json!(2), Duration::from_secs(2)),
+            (json!(2.5), Duration::from_millis(2500)),
+            (json!(0.1), Duration::from_millis(100)),
+            (json!(86400), Duration::from_secs(86_400)),
+        ] {
+            assert_eq!(spec("LOCAL", json!({"intervalSeconds": n})).interval, d);
+        }
+        // S3 origins: every mode but notify.
+        for name in ["auto", "poll", "off"] {
+            spec("s3@aws_s3", json!({"mode": name}));
+        }
+        assert_eq!(
+            spec(
+                "s3@aws_s3/in",
+                json!({"mode": "poll", "intervalSeconds": 2, "initial": "fire"})
+            ),
+            WatchSpec {
+                mode: WatchMode::Poll,
+                interval: Duration::from_secs(2),
+                initial: WatchInitial::Fire
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_json_path() {
+        let p = "buckets[0].mounts[1].watch";
+        let cases: &[(Value, &[String])] = &[
+            (
+                json!({"mode": "inotify"}),
+                &[format!(
+                    "{p}.mode: unknown variant `inotify`, expected one of `auto`, `notify`, `poll`, `off`"
+                )],
+            ),
+            (
+                json!({"mode": 1}),
+                &[format!(
+                    "{p}.mode: invalid type: integer `1`, expected `auto`, `notify`, `poll` or `off`"
+                )],
+            ),
+            (
+                json!({"initial": "all"}),
+                &[format!(
+                    "{p}.initial: unknown variant `all`, expected `baseline` or `fire`"
+                )],
+            ),
+            (
+                json!({"intervalSeconds": 0}),
+                &[format!(
+                    "{p}.intervalSeconds: 0 is not a positive number of seconds"
+                )],
+            ),
+            (
+                json!({"intervalSeconds": -2}),
+                &[format!(
+                    "{p}.intervalSeconds: -2 is not a positive number of seconds"
+                )],
+            ),
+            (
+                json!({"intervalSeconds": "30"}),
+                &[format!(
+                    "{p}.intervalSeconds: invalid type: string \"30\", expected a number"
+                )],
+            ),
+            (
+                json!({"intervalSeconds": 86400.5}),
+                &[format!(
+                    "{p}.intervalSeconds: 86400.5 seconds is more than the maximum of 86400 (one day)"
+                )],
+            ),
+            (
+                json!({"intervalSeconds": 1e-12}),
+                &[format!(
+                    "{p}.intervalSeconds: 0.000000000001 is below the minimum of 0.1 seconds (every poll round lists the whole origin)"
+                )],
+            ),
+            (
+                json!({"intervalSecond": 2}),
+                &[format!(
+                    "{p}.intervalSecond: unknown field (did you mean `intervalSeconds`?)"
+                )],
+            ),
+            (
+                json!("poll"),
+                &[format!(
+                    "{p}: invalid type: string \"poll\", expected an object"
+                )],
+            ),
+            // Every problem of one watch is reported.
+            (
+                json!({"mode": "sometimes", "intervalSeconds": 0, "initial": true, "x": 1}),
+                &[
+                    format!("{p}.x: unknown field"),
+                    format!(
+                        "{p}.initial: invalid type: boolean `true`, expected `baseline` or `fire`"
+                    ),
+                    format!(
+                        "{p}.mode: unknown variant `sometimes`, expected one of `auto`, `notify`, `poll`, `off`"
+                    ),
+                    format!("{p}.intervalSeconds: 0 is not a positive number of seconds"),
+                ],
+            ),
+        ];
+        for (w, want) in cases {
+            assert_eq!(refused("LOCAL", w.clone()), *want, "{w}");
+        }
+    }
+
+    #[test]
+    fn numbers_json_cannot_hold_are_refused_too() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut cx = Ctx::default();
+            let raw = Checked {
+                value: Some(RawWatch {
+                    mode: None,
+                    interval_seconds: Some(bad),
+                    initial: None,
+                }),
+                problems: Vec::new(),
+                dropped: Vec::new(),
+            };
+            let s = watch(&mut cx, Some(&raw), "w", Some("/x"));
+            assert_eq!(s, WatchSpec::default());
+            assert_eq!(
+                cx.errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                vec![format!(
+                    "w.intervalSeconds: {bad} is not a positive number of seconds"
+                )],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notify_on_an_s3_origin_is_refused() {
+        let want = vec![
+            "buckets[0].mounts[1].watch.mode: an S3 origin cannot be watched with inotify (`notify` sees local file systems only); S3 origins are polled: use \"poll\" or \"auto\"".to_string(),
+        ];
+        assert_eq!(refused("s3@aws_s3", json!({"mode": "notify"})), want);
+        assert_eq!(
+            refused(
+                "s3@aws_s3/a/b",
+                json!({"mode": "notify", "intervalSeconds": 5})
+            ),
+            want
+        );
+        // A local origin may use it; a refused originPath adds no guess.
+        spec("LOCAL", json!({"mode": "notify"}));
+        assert_eq!(
+            refused("s3@aws_s3/../x", json!({"mode": "notify"})),
+            vec![
+                "buckets[0].mounts[1].originPath: \"s3@aws_s3/../x\" contains a `..` component"
+                    .to_string()
+            ]
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! origins and leader URLs → `aws_s3`), cron (syntax, and that it fires
 //! at all), regex and template syntax, template names (variables, filters,
 //! tests), size/age units, webhook executables, local origin directories,
-//! throttling values. Paths: no literal component over 255 bytes, no output
+//! a mount's `watch` (no `notify` on S3), throttling values. Paths: no literal component over 255 bytes, no output
 //! path onto a mount point, no `stateDir` overlapping a local origin.
 //! Durations: finite, non-negative, at most a day. All problems are
 //! collected; warnings are kept apart.

@@ -393,6 +393,7 @@ impl Staged {
                 st.dirty = false;
                 st.upload_failed = false;
                 drop(st);
+                self.origin.own_wrote(&self.key, &etag);
                 self.origin.remember_attrs(&self.key, &etag, attrs);
                 self.origin.invalidate(&self.rel);
                 Ok(())

@@ -6,9 +6,11 @@
 //! `origin` is the bucket as an origin (lookups, listings, namespace
 //! operations) with `cache` its bounded `metadataTtl` caches, and `file` its
 //! open files (streamed reads, staged writes);
-//! `flat` lists a whole subtree in key order for batch scans.
+//! `flat` lists a whole subtree in key order for batch scans; `changes`
+//! serves the change detector (poll pages, own-change records).
 
 mod cache;
+mod changes;
 pub mod client;
 mod file;
 pub mod flat;

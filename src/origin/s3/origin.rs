@@ -65,6 +65,8 @@ pub struct S3Origin {
     /// Append-only log of the attribute index, so that listings right after
     /// a remount show what storgate stored (no HEAD per listed entry).
     index_log: Mutex<Option<std::fs::File>>,
+    /// Where this process's own writes and deletes are recorded.
+    pub(super) changes: std::sync::OnceLock<Arc<dyn crate::origin::ChangeLog>>,
 }
 
 /// One line of the attribute index log.
@@ -194,6 +196,7 @@ impl S3Origin {
             writers: Mutex::new(HashMap::new()),
             mounted_at: meta::now(),
             index_log: Mutex::new(index_log),
+            changes: std::sync::OnceLock::new(),
         }))
     }
 
@@ -259,7 +262,7 @@ impl S3Origin {
     }
 
     /// The key prefix of the origin root (`""` or `"a/b/"`).
-    pub(super) fn root(&self) -> &str {
+    pub(crate) fn root(&self) -> &str {
         &self.root
     }
 
@@ -594,6 +597,7 @@ impl S3Origin {
         let marker = format!("{}/", self.key(rel)?);
         let attrs = Attrs::new(libc::S_IFDIR | (mode & 0o7777));
         let etag = self.run(self.client.put_bytes(&marker, Vec::new(), &attrs.to_user()))?;
+        self.own_wrote(&marker, &etag);
         self.remember_attrs(&marker, &etag, attrs);
         self.invalidate(rel);
         Ok(())
@@ -612,6 +616,7 @@ impl S3Origin {
         if occupied {
             return Err(Errno::ENOTEMPTY);
         }
+        self.own_deleting(&marker);
         match self.run(self.client.delete(&marker)) {
             Ok(()) => {}
             Err(e) if e == Errno::ENOENT => {}
@@ -632,6 +637,7 @@ impl S3Origin {
             // Not uploaded yet: the object must not appear at its close.
             w.forget_target();
         }
+        self.own_deleting(&key);
         match self.run(self.client.delete(&key)) {
             Ok(()) => {}
             Err(e) if e == Errno::ENOENT => {}
@@ -649,6 +655,7 @@ impl S3Origin {
         let attrs = Attrs::new(libc::S_IFLNK | 0o777);
         let body = target.as_encoded_bytes().to_vec();
         let etag = self.run(self.client.put_bytes(&key, body, &attrs.to_user()))?;
+        self.own_wrote(&key, &etag);
         self.remember_attrs(&key, &etag, attrs);
         self.invalidate(rel);
         Ok(())
@@ -696,7 +703,9 @@ impl S3Origin {
             w.upload_now()?;
         }
         let etag = self.run(self.client.copy(&from_key, &to_key, None))?;
+        self.own_wrote(&to_key, &etag);
         self.remember_attrs(&to_key, &etag, attrs);
+        self.own_deleting(&from_key);
         self.run(self.client.delete(&from_key))?;
         self.forget_attrs(&from_key);
         self.invalidate(from);
@@ -726,11 +735,13 @@ impl S3Origin {
                 let marker = format!("{key}/");
                 let etag =
                     self.run(self.client.put_bytes(&marker, Vec::new(), &attrs.to_user()))?;
+                self.own_wrote(&marker, &etag);
                 self.remember_attrs(&marker, &etag, attrs);
             }
             Found::File { mut attrs, .. } => {
                 change(&mut attrs);
                 let etag = self.run(self.client.copy(&key, &key, Some(&attrs.to_user())))?;
+                self.own_wrote(&key, &etag);
                 self.remember_attrs(&key, &etag, attrs);
             }
         }
@@ -777,6 +788,7 @@ impl S3Origin {
                 }
             };
             let etag = self.run(self.client.put_bytes(&key, Vec::new(), &attrs.to_user()))?;
+            self.own_wrote(&key, &etag);
             self.remember_attrs(&key, &etag, attrs);
             self.invalidate(rel);
             return Ok(());
