@@ -1144,12 +1144,14 @@ wt_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13)
 wt_mem() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
+# A round's line (not "poll round failed…"): message, then the fields.
+WT_ROUND='poll round .*[[:space:]]elapsed_ms='
 # wt_round LOG N FIELD: FIELD (elapsed_ms, entries, fired, pending) of the
 # N-th "poll round" line of LOG; empty while there is none.
 wt_round() {
-  { grep -F 'poll round' "$1" 2>/dev/null || true; } | sed -n "$2p" | sed -nE "s/.*[[:space:]]$3=\"?([0-9.]+).*/\1/p"
+  { grep -E "$WT_ROUND" "$1" 2>/dev/null || true; } | sed -n "$2p" | sed -nE "s/.*[[:space:]]$3=\"?([0-9.]+).*/\1/p"
 }
-wt_rounds() { grep -c -F 'poll round' "$1" 2>/dev/null || true; }
+wt_rounds() { grep -c -E "$WT_ROUND" "$1" 2>/dev/null || true; }
 # wt_wait_round LOG N PID SECONDS: wait until LOG has N "poll round" lines.
 wt_wait_round() {
   local deadline=$((SECONDS + $4))
@@ -1204,7 +1206,7 @@ wt_poll() {
   # The first round of a fresh snapshot is the baseline: it builds the snapshot.
   wt_wait_round "$log" 1 "$pid" $((interval * 3 + 600))
   W[$kind,first]=$(wt_round "$log" 1 elapsed_ms)
-  info "round 1 (baseline, builds the snapshot): $(grep -F 'poll round' "$log" | head -n 1 | sed -E 's/.*poll round/poll round/')"
+  info "round 1 (baseline, builds the snapshot): $(grep -E "$WT_ROUND" "$log" | sed -n 1p | sed -E 's/.*poll round/poll round/')"
   c0=$(wt_cpu "$pid")
   o0=$(wt_cpu "$pid_off")
   t0=$(now)
@@ -1218,7 +1220,7 @@ wt_poll() {
     W[$kind,base_cpu]="${W[$kind,base_cpu]:-} $cpu"
     wt_wait_round "$log" "$r" "$pid" $((interval * 3 + 600))
     k=$(wt_round "$log" "$r" elapsed_ms)
-    [ -n "$k" ] || die "no elapsed_ms in poll round $r: $(grep -F 'poll round' "$log" | sed -n "${r}p")"
+    [ -n "$k" ] || die "no elapsed_ms in poll round $r: $(grep -E "$WT_ROUND" "$log" | sed -n "${r}p")"
     W[$kind,round]="${W[$kind,round]:-} $(awk -v m="$k" 'BEGIN { printf "%.6f", m / 1000 }')"
     printf '   %-6s round %2d: %8.3f s (entries %s, fired %s, pending %s); baseline %8.3f s, CPU %6.3f s\n' \
       "$kind" "$r" "$(awk -v m="$k" 'BEGIN { print m / 1000 }')" "$(wt_round "$log" "$r" entries)" \
@@ -1235,9 +1237,10 @@ wt_poll() {
   W[$kind,rss]=$(wt_mem "$pid" VmRSS)
   W[$kind,rss_off]=$(wt_mem "$pid_off" VmRSS)
   W[$kind,entries]=$(wt_round "$log" $((rounds + 1)) entries)
-  W[$kind,fired]=$(grep -F 'poll round' "$log" | sed -nE 's/.*[[:space:]]fired=([0-9]+).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  W[$kind,fired]=$(grep -E "$WT_ROUND" "$log" | sed -nE 's/.*[[:space:]]fired=([0-9]+).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
   W[$kind,snap]=$(du -sk "$WW/$kind-poll-state/watch" 2>/dev/null | cut -f1)
   W[$kind,overlap]=$overlap
+  W[$kind,failed]=$(grep -c -F 'poll round failed' "$log" || true)
   W[$kind,interval]=$interval
   W[$kind,rounds]=$rounds
   wt_stop_all
@@ -1370,6 +1373,8 @@ EOJ
     echo "measured window (end of round 1 -> end of the last): local ${W[local,window]} s${W[s3,window]:+, S3 ${W[s3,window]} s}; VmRSS at the end: local poll $(mib "${W[local,rss]}") MiB, off $(mib "${W[local,rss_off]}") MiB${W[s3,rss]:+; S3 poll $(mib "${W[s3,rss]}") MiB, off $(mib "${W[s3,rss_off]:-0}") MiB}"
     local kk
     for kk in local s3; do
+      [ "${W[$kk,failed]:-0}" = 0 ] ||
+        echo "NOTE: $kk: ${W[$kk,failed]} poll rounds failed (see $WW/$kk-poll.log); the figures are of the rounds that succeeded"
       [ "${W[$kk,overlap]:-0}" = 0 ] ||
         echo "NOTE: $kk: a poll round ended while its baseline ran (interval ${W[$kk,interval]} s too short): those figures overlap; raise $([ "$kk" = local ] && echo BENCH_WATCH_INTERVAL || echo BENCH_WATCH_S3_INTERVAL)"
     done
