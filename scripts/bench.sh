@@ -1244,6 +1244,7 @@ wt_poll() {
   W[$kind,interval]=$interval
   W[$kind,rounds]=$rounds
   wt_stop_all
+  cp "$log" "$OUT_DIR/watch-$kind-poll.log" # the work directory goes at the end
 }
 
 # wt_poll_rows KIND WHAT BASELINE_NAME: the table rows of wt_poll's figures.
@@ -1374,7 +1375,7 @@ EOJ
     local kk
     for kk in local s3; do
       [ "${W[$kk,failed]:-0}" = 0 ] ||
-        echo "NOTE: $kk: ${W[$kk,failed]} poll rounds failed (see $WW/$kk-poll.log); the figures are of the rounds that succeeded"
+        echo "NOTE: $kk: ${W[$kk,failed]} poll rounds failed (see ${OUT_DIR#"$REPO_ROOT"/}/watch-$kk-poll.log); the figures are of the rounds that succeeded"
       [ "${W[$kk,overlap]:-0}" = 0 ] ||
         echo "NOTE: $kk: a poll round ended while its baseline ran (interval ${W[$kk,interval]} s too short): those figures overlap; raise $([ "$kk" = local ] && echo BENCH_WATCH_INTERVAL || echo BENCH_WATCH_S3_INTERVAL)"
     done
