@@ -57,16 +57,37 @@
 #   items/s = items / wall time of the command (also shown: the elapsed the
 #   CLI prints); ratio = storgate time / baseline time.
 #
+# Watch part: change detection (SPEC 4.5), against the plain tools in the same
+# run; no FUSE traffic at all (the daemons mount, nothing uses the mounts):
+#
+#   poll cost   a daemon with watch {mode: poll} and an onPut event (no-op
+#               workflow) on an unchanging origin, beside the same daemon with
+#               watch {mode: off}: time per round (elapsed_ms of its DEBUG
+#               "poll round" line, target storgate::watch), CPU per round
+#               (utime+stime of /proc/PID/stat), peak memory (VmHWM, vs the
+#               off daemon). Baselines, run right after each round:
+#     local     100,000 files in 1,000 dirs vs
+#               find ORIGIN -printf '%s %T@\n' | wc -l (walk + stat)
+#     S3        100,000 objects under one prefix (parallel boto3 puts; as many
+#               as the server stores in BENCH_WATCH_S3_BUDGET s, the output
+#               says when fewer) vs one paginated ListObjectsV2 (boto3)
+#   notify      500 files written straight into the origin of a mount with
+#               watch {mode: notify} (not through the mount), one every 10 ms,
+#               onPut post -> copy to a hidden /out: latency close -> output,
+#               p50/p99/max, vs the events part's inotifywait | cp loop
+#
 # Root needed (mount, drop_caches). Not part of scripts/test.sh. Installs what
 # it lacks (fuse3, python3; for the S3 part s3fs, rclone and, without an
-# endpoint, moto; for the events part inotify-tools).
+# endpoint, moto; for the events and watch parts inotify-tools; the watch
+# part's S3 poll also boto3, from pip when missing).
 # Environment:
 #   BENCH_SCALE=small    quick check: 64 MiB, 1,000 files, 100 x 100 tree;
 #                        S3: 64 MiB, 1,000 objects listed, 200 creates;
 #                        events: 1,000 files; batch: 100 x 100 tree,
-#                        1,000 S3 objects
+#                        1,000 S3 objects; watch: 100 x 100 tree, 2,000 S3
+#                        objects, 200 notify files
 #   BENCH_RUNS=N         runs per benchmark, the median is shown (default 3)
-#   BENCH_PARTS="local s3 events batch"  which parts to run (default all four)
+#   BENCH_PARTS="local s3 events batch watch"  which parts to run (default all)
 #   BENCH_DIR=DIR        working directory (default /var/tmp/storgate-bench)
 #   BENCH_FILE_MIB, BENCH_SMALL_FILES, BENCH_SMALL_SIZE, BENCH_TREE_DIRS,
 #   BENCH_TREE_FILES     override single sizes of the local part
@@ -80,6 +101,20 @@
 #                        local tree (default 1,000 / 100 small x 100) and chunkSize
 #   BENCH_BATCH_S3       objects of its S3 scan (default 10,000 / 1,000 small;
 #                        0 = no S3 scan); runs: BENCH_S3_RUNS
+#   BENCH_WATCH_DIRS, BENCH_WATCH_FILES  the watch part's local tree (default
+#                        1,000 / 100 small x 100)
+#   BENCH_WATCH_INTERVAL, BENCH_WATCH_S3_INTERVAL  intervalSeconds of the poll
+#                        daemons (default auto: from the warm-up baseline, at
+#                        least 5 s, so that a round and its baseline do not
+#                        overlap)
+#   BENCH_WATCH_ROUNDS, BENCH_WATCH_S3_ROUNDS  rounds measured after the first
+#                        (default 5 local, 3 S3)
+#   BENCH_WATCH_S3       objects of the S3 prefix (default 100,000 / 2,000
+#                        small; 0 = no S3 poll)
+#   BENCH_WATCH_S3_BUDGET  seconds the puts may take (default 180)
+#   BENCH_WATCH_EVENT_FILES, BENCH_WATCH_EVENT_GAP_MS  files of the notify
+#                        latency runs and the pause between them (default
+#                        500 / 200 small, 10 ms); runs: BENCH_RUNS
 #   STORGATE_WORKERS     storgate's worker pool (events and batch parts; default 8)
 #   BENCH_S3_ENDPOINT    S3 server URL (default: a private moto server started
 #                        on a free loopback port, stopped at the end); with it:
@@ -102,8 +137,8 @@ cd "$REPO_ROOT"
 exec </dev/null
 
 case "${BENCH_SCALE:-full}" in
-  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 d_evfiles=10000 d_bdirs=1000 d_bs3=10000 ;;
-  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 d_evfiles=1000 d_bdirs=100 d_bs3=1000 ;;
+  full) d_mib=1024 d_small=10000 d_dirs=1000 d_files=100 d_s3mib=1024 d_s3list=10000 d_s3creates=1000 d_evfiles=10000 d_bdirs=1000 d_bs3=10000 d_wdirs=1000 d_ws3=100000 d_wev=500 ;;
+  small) d_mib=64 d_small=1000 d_dirs=100 d_files=100 d_s3mib=64 d_s3list=1000 d_s3creates=200 d_evfiles=1000 d_bdirs=100 d_bs3=1000 d_wdirs=100 d_ws3=2000 d_wev=200 ;;
   *) die "BENCH_SCALE must be 'full' or 'small'" ;;
 esac
 FILE_MIB=${BENCH_FILE_MIB:-$d_mib}
@@ -112,7 +147,7 @@ SMALL_SIZE=${BENCH_SMALL_SIZE:-4096}
 TREE_DIRS=${BENCH_TREE_DIRS:-$d_dirs}
 TREE_FILES=${BENCH_TREE_FILES:-$d_files}
 RUNS=${BENCH_RUNS:-3}
-PARTS=${BENCH_PARTS:-local s3 events batch}
+PARTS=${BENCH_PARTS:-local s3 events batch watch}
 S3_MIB=${BENCH_S3_FILE_MIB:-$d_s3mib}
 S3_LIST=${BENCH_S3_LIST:-$d_s3list}
 S3_CREATES=${BENCH_S3_CREATES:-$d_s3creates}
@@ -124,6 +159,16 @@ BATCH_DIRS=${BENCH_BATCH_DIRS:-$d_bdirs}
 BATCH_FILES=${BENCH_BATCH_FILES:-100}
 BATCH_CHUNK=${BENCH_BATCH_CHUNK:-1000}
 BATCH_S3_OBJECTS=${BENCH_BATCH_S3:-$d_bs3}
+WATCH_DIRS=${BENCH_WATCH_DIRS:-$d_wdirs}
+WATCH_FILES=${BENCH_WATCH_FILES:-100}
+WATCH_INTERVAL=${BENCH_WATCH_INTERVAL:-auto}
+WATCH_ROUNDS=${BENCH_WATCH_ROUNDS:-5}
+WATCH_S3_OBJECTS=${BENCH_WATCH_S3:-$d_ws3}
+WATCH_S3_BUDGET=${BENCH_WATCH_S3_BUDGET:-180}
+WATCH_S3_INTERVAL=${BENCH_WATCH_S3_INTERVAL:-auto}
+WATCH_S3_ROUNDS=${BENCH_WATCH_S3_ROUNDS:-3}
+WATCH_EV_FILES=${BENCH_WATCH_EVENT_FILES:-$d_wev}
+WATCH_EV_GAP_MS=${BENCH_WATCH_EVENT_GAP_MS:-10}
 WORK=${BENCH_DIR:-/var/tmp/storgate-bench}
 BIN=$TARGET_DIR/release/storgate
 HELPER=$REPO_ROOT/scripts/bench-files.py
@@ -157,12 +202,26 @@ EV_PIDS=() # background processes of the events part (observer, baseline pipelin
 # batch part
 BW=$WORK/batch
 
+# watch part
+WW=$WORK/watch
+WATCH_PIDS=() # its storgate daemons (mount -f in the background) …
+WATCH_MNTS=() # … and their mount points
+CLK_TCK=$(getconf CLK_TCK)
+
 cleanup() {
   local t p
   for p in "${EV_PIDS[@]}"; do
     kill "$p" 2>/dev/null || true
   done
   for p in "${EV_PIDS[@]}"; do
+    wait "$p" 2>/dev/null || true
+  done
+  for t in "${WATCH_MNTS[@]}"; do
+    unmount_quietly "$t"
+    wait_unmounted "$t" 20 || warn "$t still mounted"
+  done
+  for p in "${WATCH_PIDS[@]}"; do
+    kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
   unmount_quietly "$MNT"
@@ -679,7 +738,7 @@ ev_run() {
   local d=$EW/run-$side-$run
   mkdir -p "$d"
   if [ "$side" = storgate ]; then
-    src=$EW/mnt/in/r$run  # written through the mount
+    src=${EV_STORGATE_IN:-$EW/mnt/in}/r$run # through the mount (watch part: the origin itself)
     dst=$EW/out-origin/r$run # where the workflow's outputs land
     mkdir "$src" "$dst"
   else
@@ -701,7 +760,7 @@ ev_run() {
   obs_pid=$!
   EV_PIDS+=("$obs_pid")
   ev_wait_line "$d/observer.out" ready "$obs_pid" "the output observer"
-  python3 "$HELPER" writes "$src" "$EV_FILES" "$EV_SIZE" "$d/closed" >"$d/writer.out" ||
+  python3 "$HELPER" writes "$src" "$EV_FILES" "$EV_SIZE" "$d/closed" ${EV_GAP_MS:+"$EV_GAP_MS"} >"$d/writer.out" ||
     die "$side run $run: the writer failed"
   read -r start end <"$d/writer.out"
   wait "$obs_pid" || rc=$?
@@ -749,25 +808,7 @@ EOF
   ok "mounted bucket 'ev' at $EW/mnt: /in -> $EW/in-origin, hidden /out -> $EW/out-origin"
 
   local -A T
-  local run side k w s n p50 p99 mx m c_baseline c_storgate m_baseline m_storgate name
-  local keys=(write span p50 p99)
-  for ((run = 1; run <= RUNS; run++)); do
-    section "events: run $run of $RUNS ($EV_FILES x $EV_SIZE B)"
-    for side in baseline storgate; do
-      ev_run "$side" "$run"
-      read -r w s n p50 p99 mx <"$EW/run-$side-$run/result"
-      printf '   %-9s written in %8.3f s; %6s of %s outputs, last after %8s s; latency p50 %s ms, p99 %s ms, max %s ms\n' \
-        "$side" "$w" "$n" "$EV_FILES" "$s" "$p50" "$p99" "$mx"
-      [ "$n" = "$EV_FILES" ] || T[incomplete,$side]=1
-      T[write,$side]="${T[write,$side]:-} $w"
-      # A run with missing outputs has no throughput or latency figures.
-      if [ "$n" = "$EV_FILES" ]; then
-        T[span,$side]="${T[span,$side]:-} $s"
-        T[p50,$side]="${T[p50,$side]:-} $p50"
-        T[p99,$side]="${T[p99,$side]:-} $p99"
-      fi
-    done
-  done
+  ev_collect events
   unmount_quietly "$EW/mnt"
   wait_unmounted "$EW/mnt" 20 || warn "$EW/mnt still mounted"
 
@@ -781,39 +822,74 @@ EOF
     echo "(the writer does not wait for outputs: when a side copies slower than files arrive, its latency includes the queue)"
     echo "ratio = storgate / baseline (time or latency: below 1.00 = storgate faster)"
     echo
-    printf '%-44s | %-28s | %-28s | %s\n' benchmark baseline storgate ratio
-    printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:28}" "${dashes:0:28}" -----
-    for k in "${keys[@]}"; do
-      case $k in
-        write) name="write ${EV_FILES} x $((EV_SIZE / 1024)) KiB (writer only)" ;;
-        span) name="throughput: first write -> last output" ;;
-        p50) name="latency close -> output, p50" ;;
-        p99) name="latency close -> output, p99" ;;
-      esac
-      for side in baseline storgate; do
-        if [ -z "${T[$k,$side]:-}" ]; then
-          printf -v "c_$side" '%s' "no complete run"
-          continue
-        fi
-        # shellcheck disable=SC2086 # word lists of numbers
-        m=$(median ${T[$k,$side]})
-        case $k in
-          write | span) printf -v "c_$side" '%.3f s (%s items/s)' "$m" "$(rate "$EV_FILES" "$m")" ;;
-          *) printf -v "c_$side" '%.2f ms' "$m" ;;
-        esac
-        printf -v "m_$side" '%s' "$m"
-      done
-      if [ -n "${T[$k,baseline]:-}" ] && [ -n "${T[$k,storgate]:-}" ]; then
-        printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" "$(ratio "$m_storgate" "$m_baseline")"
-      else
-        printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" -
+    ev_rows write span p50 p99
+  } >>"$RESULTS"
+}
+
+# ev_collect WHAT: RUNS interleaved runs of ev_run (baseline, then storgate),
+# their figures appended to the caller's `local -A T` (T[KEY,SIDE] = word
+# list; KEY write, span, p50, p99, max; T[incomplete,SIDE] when outputs were
+# missing). Also used by the watch part (notify latency).
+ev_collect() {
+  local run side w s n p50 p99 mx gap=""
+  [ -z "${EV_GAP_MS:-}" ] || gap=", one every $EV_GAP_MS ms"
+  for ((run = 1; run <= RUNS; run++)); do
+    section "$1: run $run of $RUNS ($EV_FILES x $EV_SIZE B$gap)"
+    for side in baseline storgate; do
+      ev_run "$side" "$run"
+      read -r w s n p50 p99 mx <"$EW/run-$side-$run/result"
+      printf '   %-9s written in %8.3f s; %6s of %s outputs, last after %8s s; latency p50 %s ms, p99 %s ms, max %s ms\n' \
+        "$side" "$w" "$n" "$EV_FILES" "$s" "$p50" "$p99" "$mx"
+      [ "$n" = "$EV_FILES" ] || T[incomplete,$side]=1
+      T[write,$side]="${T[write,$side]:-} $w"
+      # A run with missing outputs has no throughput or latency figures.
+      if [ "$n" = "$EV_FILES" ]; then
+        T[span,$side]="${T[span,$side]:-} $s"
+        T[p50,$side]="${T[p50,$side]:-} $p50"
+        T[p99,$side]="${T[p99,$side]:-} $p99"
+        T[max,$side]="${T[max,$side]:-} $mx"
       fi
     done
+  done
+}
+
+# ev_rows KEY...: the table (header and one row per KEY) of what ev_collect
+# put in the caller's T: baseline, storgate, ratio storgate/baseline.
+ev_rows() {
+  local k side m c_baseline c_storgate m_baseline m_storgate name
+  printf '%-44s | %-28s | %-28s | %s\n' benchmark baseline storgate ratio
+  printf '%s-+-%s-+-%s-+-%s\n' "$dashes" "${dashes:0:28}" "${dashes:0:28}" -----
+  for k in "$@"; do
+    case $k in
+      write) name="write ${EV_FILES} x $((EV_SIZE / 1024)) KiB (writer only)" ;;
+      span) name="throughput: first write -> last output" ;;
+      p50) name="latency close -> output, p50" ;;
+      p99) name="latency close -> output, p99" ;;
+      max) name="latency close -> output, max" ;;
+    esac
     for side in baseline storgate; do
-      [ -z "${T[incomplete,$side]:-}" ] ||
-        echo "NOTE: $side: some runs did not produce all $EV_FILES outputs (none new for $EV_IDLE s); their throughput and latency are left out"
+      if [ -z "${T[$k,$side]:-}" ]; then
+        printf -v "c_$side" '%s' "no complete run"
+        continue
+      fi
+      # shellcheck disable=SC2086 # word lists of numbers
+      m=$(median ${T[$k,$side]})
+      case $k in
+        write | span) printf -v "c_$side" '%.3f s (%s items/s)' "$m" "$(rate "$EV_FILES" "$m")" ;;
+        *) printf -v "c_$side" '%.2f ms' "$m" ;;
+      esac
+      printf -v "m_$side" '%s' "$m"
     done
-  } >>"$RESULTS"
+    if [ -n "${T[$k,baseline]:-}" ] && [ -n "${T[$k,storgate]:-}" ]; then
+      printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" "$(ratio "$m_storgate" "$m_baseline")"
+    else
+      printf '%-44s | %-28s | %-28s | %s\n' "$name" "$c_baseline" "$c_storgate" -
+    fi
+  done
+  for side in baseline storgate; do
+    [ -z "${T[incomplete,$side]:-}" ] ||
+      echo "NOTE: $side: some runs did not produce all $EV_FILES outputs (none new for $EV_IDLE s); their throughput and latency are left out"
+  done
 }
 
 # ---- batch part ----------------------------------------------------------------
@@ -1011,11 +1087,314 @@ batch_part() {
   } >>"$RESULTS"
 }
 
+# ---- watch part ----------------------------------------------------------------
+# What change detection (SPEC §4.5) costs and how fast it delivers:
+#  - poll cost: a daemon with watch {mode: poll} and an onPut event (no-op
+#    workflow) on an origin that does not change, beside the same daemon with
+#    watch {mode: off} on the same origin; per round: the "poll round" DEBUG
+#    line's elapsed_ms (target storgate::watch), CPU = utime+stime of
+#    /proc/PID/stat sampled after the first (baseline) round and after the
+#    last one, divided by the rounds; memory = VmHWM. Baseline, right after
+#    each round (interleaved): the plain listing a round cannot do without —
+#    find ORIGIN -printf '%s %T@\n' | wc -l (walk + stat), or one paginated
+#    ListObjectsV2 of the prefix (boto3).
+#  - notify latency: files written straight into the origin of a /in mount
+#    with watch {mode: notify} (not through the mount), onPut post -> copy to
+#    a hidden /out; the events part's writer, observer and inotifywait | cp
+#    baseline (ev_run), the writer pausing between files.
+# The daemons run as `storgate mount -f` in the background: their PIDs are
+# ours to sample, and unmounting ends them.
+
+# wt_start CONFIG BUCKET MNT LOG FILTER: storgate mount -f (log filter
+# STORGATE_LOG=FILTER, stderr to LOG) in the background; sets WT_PID once MNT
+# is a mount point.
+wt_start() {
+  mkdir -p "$3"
+  STORGATE_LOG=$5 "$BIN" mount -f --config "$1" --bucket "$2" "$3" 2>>"$4" &
+  WT_PID=$!
+  WATCH_PIDS+=("$WT_PID")
+  WATCH_MNTS+=("$3")
+  local deadline=$((SECONDS + 60))
+  until mountpoint -q "$3"; do
+    kill -0 "$WT_PID" 2>/dev/null || die "storgate mount -f $3 exited: $(tail -n 5 "$4")"
+    [ $SECONDS -lt $deadline ] || die "$3 did not become a mount point: $(tail -n 5 "$4")"
+    sleep 0.1
+  done
+}
+
+# wt_stop_all: unmount every daemon of the watch part (each then exits) and
+# wait for it; a daemon still there after 30 s gets SIGTERM.
+wt_stop_all() {
+  local m p deadline
+  for m in "${WATCH_MNTS[@]}"; do unmount_quietly "$m"; done
+  for m in "${WATCH_MNTS[@]}"; do wait_unmounted "$m" 30 || warn "$m still mounted"; done
+  for p in "${WATCH_PIDS[@]}"; do
+    deadline=$((SECONDS + 30))
+    while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  WATCH_PIDS=()
+  WATCH_MNTS=()
+}
+
+# wt_cpu PID: user+sys CPU seconds of the process (all its threads) so far.
+wt_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
+# wt_mem PID FIELD: FIELD (VmHWM, VmRSS) of /proc/PID/status in KiB.
+wt_mem() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# A round's line (not "poll round failed…"): message, then the fields.
+WT_ROUND='poll round .*[[:space:]]elapsed_ms='
+# wt_round LOG N FIELD: FIELD (elapsed_ms, entries, fired, pending) of the
+# N-th "poll round" line of LOG; empty while there is none.
+wt_round() {
+  { grep -E "$WT_ROUND" "$1" 2>/dev/null || true; } | sed -n "$2p" | sed -nE "s/.*[[:space:]]$3=\"?([0-9.]+).*/\1/p"
+}
+wt_rounds() { grep -c -E "$WT_ROUND" "$1" 2>/dev/null || true; }
+# wt_wait_round LOG N PID SECONDS: wait until LOG has N "poll round" lines.
+wt_wait_round() {
+  local deadline=$((SECONDS + $4))
+  until [ "$(wt_rounds "$1")" -ge "$2" ]; do
+    kill -0 "$3" 2>/dev/null || die "the polling daemon exited: $(tail -n 5 "$1")"
+    [ $SECONDS -lt $deadline ] ||
+      die "no poll round $2 within $4 s (is this a build with change detection? see $1: $(grep -c . "$1") lines)"
+    sleep 0.05
+  done
+}
+
+# wt_config FILE STATE ORIGIN WATCH_JSON [AWS_S3_JSON]: bucket "wp" with one
+# root mount of ORIGIN (watch WATCH_JSON), onPut post -> workflow "noop".
+wt_config() {
+  local s3=""
+  [ -z "${5:-}" ] || s3=$'\n'"  \"aws_s3\": [ $5 ],"
+  cat >"$1" <<EOJ
+{
+  "stateDir": "$2",
+  "throttling": { "enable": false },$s3
+  "buckets": [
+    { "meta": { "name": "wp" },
+      "mounts": [ { "mountPoint": null, "originPath": "$3", "watch": $4 } ],
+      "events": { "onPut": { "enable": true, "trigger": { "workflow": "noop", "timing": "post" } } },
+      "workflows": [ { "name": "noop", "tasks": [] } ] }
+  ]
+}
+EOJ
+  chmod 600 "$1"
+  "$BIN" check --config "$1" >/dev/null || die "storgate check rejects $1"
+}
+
+# wt_poll KIND ORIGIN INTERVAL ROUNDS EXPECT BASELINE_CMD... [AWS_S3_JSON in
+# WT_S3_JSON]: the poll-cost measurement of one origin. KIND (local, s3) names
+# the files and the keys of the global W: W[KIND,round|cpu_b|base|base_cpu]
+# word lists, W[KIND,first|cpu|cpu_off|hwm|hwm_off|rss|rss_off|entries|...].
+# BASELINE_CMD prints "WALL_S CPU_S COUNT"; COUNT must be EXPECT.
+wt_poll() {
+  local kind=$1 origin=$2 interval=$3 rounds=$4 expect=$5
+  shift 5
+  local log=$WW/$kind-poll.log log_off=$WW/$kind-off.log pid pid_off r k wall cpu n
+  local c0 c1 o0 o1 t0 t1 overlap=0
+  wt_config "$WW/$kind-poll.json" "$WW/$kind-poll-state" "$origin" "{ \"mode\": \"poll\", \"intervalSeconds\": $interval }" "${WT_S3_JSON:-}"
+  wt_config "$WW/$kind-off.json" "$WW/$kind-off-state" "$origin" '{ "mode": "off" }' "${WT_S3_JSON:-}"
+  : >"$log"
+  : >"$log_off"
+  wt_start "$WW/$kind-off.json" wp "$WW/$kind-mnt-off" "$log_off" "${STORGATE_LOG:-warn}"
+  pid_off=$WT_PID
+  wt_start "$WW/$kind-poll.json" wp "$WW/$kind-mnt-poll" "$log" "${STORGATE_LOG:-warn},storgate::watch=debug"
+  pid=$WT_PID
+  ok "$kind: daemons up: watch poll every $interval s (pid $pid), watch off (pid $pid_off)"
+  # The first round of a fresh snapshot is the baseline: it builds the snapshot.
+  wt_wait_round "$log" 1 "$pid" $((interval * 3 + 600))
+  W[$kind,first]=$(wt_round "$log" 1 elapsed_ms)
+  info "round 1 (baseline, builds the snapshot): $(grep -E "$WT_ROUND" "$log" | sed -n 1p | sed -E 's/.*poll round/poll round/')"
+  c0=$(wt_cpu "$pid")
+  o0=$(wt_cpu "$pid_off")
+  t0=$(now)
+  for ((r = 2; r <= rounds + 1; r++)); do
+    # The baseline right after a round: both see the same (warm) state, and
+    # it runs while the daemon waits for its next round.
+    read -r wall cpu n < <("$@")
+    [ "$n" = "$expect" ] || warn "$kind baseline counted $n, expected $expect"
+    [ "$(wt_rounds "$log")" -lt "$r" ] || overlap=1
+    W[$kind,base]="${W[$kind,base]:-} $wall"
+    W[$kind,base_cpu]="${W[$kind,base_cpu]:-} $cpu"
+    wt_wait_round "$log" "$r" "$pid" $((interval * 3 + 600))
+    k=$(wt_round "$log" "$r" elapsed_ms)
+    [ -n "$k" ] || die "no elapsed_ms in poll round $r: $(grep -E "$WT_ROUND" "$log" | sed -n "${r}p")"
+    W[$kind,round]="${W[$kind,round]:-} $(awk -v m="$k" 'BEGIN { printf "%.6f", m / 1000 }')"
+    printf '   %-6s round %2d: %8.3f s (entries %s, fired %s, pending %s); baseline %8.3f s, CPU %6.3f s\n' \
+      "$kind" "$r" "$(awk -v m="$k" 'BEGIN { print m / 1000 }')" "$(wt_round "$log" "$r" entries)" \
+      "$(wt_round "$log" "$r" fired)" "$(wt_round "$log" "$r" pending)" "$wall" "$cpu"
+  done
+  c1=$(wt_cpu "$pid")
+  o1=$(wt_cpu "$pid_off")
+  t1=$(now)
+  W[$kind,cpu]=$(awk -v a="$c0" -v b="$c1" -v n="$rounds" 'BEGIN { printf "%.3f", (b - a) / n }')
+  W[$kind,cpu_off]=$(awk -v a="$o0" -v b="$o1" -v n="$rounds" 'BEGIN { printf "%.3f", (b - a) / n }')
+  W[$kind,window]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  W[$kind,hwm]=$(wt_mem "$pid" VmHWM)
+  W[$kind,hwm_off]=$(wt_mem "$pid_off" VmHWM)
+  W[$kind,rss]=$(wt_mem "$pid" VmRSS)
+  W[$kind,rss_off]=$(wt_mem "$pid_off" VmRSS)
+  W[$kind,entries]=$(wt_round "$log" $((rounds + 1)) entries)
+  W[$kind,fired]=$(grep -E "$WT_ROUND" "$log" | sed -nE 's/.*[[:space:]]fired=([0-9]+).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  W[$kind,snap]=$(du -sk "$WW/$kind-poll-state/watch" 2>/dev/null | cut -f1)
+  W[$kind,overlap]=$overlap
+  W[$kind,failed]=$(grep -c -F 'poll round failed' "$log" || true)
+  W[$kind,interval]=$interval
+  W[$kind,rounds]=$rounds
+  wt_stop_all
+  cp "$log" "$OUT_DIR/watch-$kind-poll.log" # the work directory goes at the end
+}
+
+# wt_poll_rows KIND WHAT BASELINE_NAME: the table rows of wt_poll's figures.
+wt_poll_rows() {
+  local kind=$1 what=$2 bname=$3 mr mb mc mbc
+  # shellcheck disable=SC2086 # word lists of numbers
+  mr=$(median ${W[$kind,round]})
+  # shellcheck disable=SC2086
+  mb=$(median ${W[$kind,base]})
+  # shellcheck disable=SC2086
+  mbc=$(median ${W[$kind,base_cpu]})
+  mc=${W[$kind,cpu]}
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: time per round" "$(printf '%s %.3f s' "$bname" "$mb")" \
+    "$(printf 'poll %.3f s' "$mr")" "$(ratio "$mr" "$mb")"
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: CPU per round (user+sys)" "$(printf '%s %.3f s' "$bname" "$mbc")" \
+    "$(printf 'poll %.3f s (off: %.3f s)' "$mc" "${W[$kind,cpu_off]}")" \
+    "$(awk -v a="$mc" -v b="$mbc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: peak memory (VmHWM)" "$(printf 'watch off %s MiB' "$(mib "${W[$kind,hwm_off]}")")" \
+    "$(printf 'poll %s MiB' "$(mib "${W[$kind,hwm]}")")" "$(ratio "${W[$kind,hwm]}" "${W[$kind,hwm_off]}")"
+  printf '%-50s | %-30s | %-30s | %s\n' "$what: round 1 (builds the snapshot)" - \
+    "$(awk -v m="${W[$kind,first]}" 'BEGIN { printf "poll %.3f s", m / 1000 }')" "$(ratio "$(awk -v m="${W[$kind,first]}" 'BEGIN { print m / 1000 }')" "$mb")"
+}
+
+watch_part() {
+  local -A W
+  local local_expect s3=0 s3_n=0 interval t0 wall cpu n put_s stored
+  section "watch: poll cost, local origin of $WATCH_DIRS dirs x $WATCH_FILES files"
+  mkdir -p "$WW/origin"
+  # mtimes an hour old: no file is "still being written" (mtime within the
+  # interval), every round sees a settled origin.
+  python3 "$HELPER" tree "$WW/origin/tree" "$WATCH_DIRS" "$WATCH_FILES" 3600
+  sync
+  local_expect=$((WATCH_DIRS * WATCH_FILES + WATCH_DIRS + 2)) # + tree/ and the origin itself
+  read -r wall cpu n < <(python3 "$HELPER" find-stat "$WW/origin")
+  [ "$n" = "$local_expect" ] || die "find counted $n entries in $WW/origin, expected $local_expect"
+  interval=$WATCH_INTERVAL
+  [ "$interval" != auto ] || interval=$(awk -v f="$wall" 'BEGIN { i = int(6 * f) + 2; print (i < 5 ? 5 : i) }')
+  info "find -printf: $wall s for $n entries (untimed warm-up); interval $interval s"
+  wt_poll local "$WW/origin" "$interval" "$WATCH_ROUNDS" "$local_expect" python3 "$HELPER" find-stat "$WW/origin"
+
+  if [ "$WATCH_S3_OBJECTS" -gt 0 ]; then
+    s3=1
+    s3_server
+    if ! python3 -c 'import boto3' 2>/dev/null; then
+      ensure_python_pip
+      python3 -m pip install -q --disable-pip-version-check boto3 </dev/null ||
+        python3 -m pip install -q --disable-pip-version-check --break-system-packages boto3 </dev/null ||
+        die "pip install boto3 failed"
+    fi
+    local wprefix=$S3_PREFIX/watch/
+    section "watch: poll cost, S3 prefix of $WATCH_S3_OBJECTS objects (boto3 puts, at most $WATCH_S3_BUDGET s)"
+    read -r stored put_s < <(AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=$S3_REGION \
+      python3 "$HELPER" s3-put "$S3_ENDPOINT" "$S3_BUCKET" "$wprefix" "$WATCH_S3_OBJECTS" 64 "$WATCH_S3_BUDGET") ||
+      die "the S3 puts failed"
+    read -r wall cpu s3_n < <(AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=$S3_REGION \
+      python3 "$HELPER" s3-list "$S3_ENDPOINT" "$S3_BUCKET" "$wprefix")
+    [ "$s3_n" = "$stored" ] || die "the prefix lists $s3_n objects, $stored were put"
+    info "put $stored objects in $put_s s ($(rate "$stored" "$put_s") objects/s)"
+    [ "$stored" = "$WATCH_S3_OBJECTS" ] ||
+      warn "the S3 server took only $stored of $WATCH_S3_OBJECTS objects in $WATCH_S3_BUDGET s: measuring $stored"
+    interval=$WATCH_S3_INTERVAL
+    [ "$interval" != auto ] || interval=$(awk -v f="$wall" 'BEGIN { i = int(4 * f) + 2; print (i < 5 ? 5 : i) }')
+    info "ListObjectsV2: $wall s for $s3_n keys (untimed warm-up); interval $interval s"
+    WT_S3_JSON=$(printf '{ "name": "s3", "bucket": "%s", "endpoint": "%s", "forcePathStyle": true, "region": "%s", "accessKeyId": "%s", "secretAccessKey": "%s", "timeout": 60 }' \
+      "$S3_BUCKET" "$S3_ENDPOINT" "$S3_REGION" "$S3_KEY" "$S3_SECRET")
+    wt_poll s3 "s3@aws_s3/$S3_PREFIX/watch" "$interval" "$WATCH_S3_ROUNDS" "$s3_n" \
+      env AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET" AWS_DEFAULT_REGION="$S3_REGION" \
+      python3 "$HELPER" s3-list "$S3_ENDPOINT" "$S3_BUCKET" "$wprefix"
+    WT_S3_JSON=""
+  fi
+
+  section "watch: notify latency, $WATCH_EV_FILES files written into the origin"
+  ensure_packages inotify-tools
+  local -A T
+  local EW=$WW/notify EV_FILES=$WATCH_EV_FILES EV_GAP_MS=$WATCH_EV_GAP_MS EV_STORGATE_IN=$WW/notify/in-origin
+  mkdir -p "$EW"/{state,in-origin,out-origin,mnt,bsrc,bout}
+  cat >"$EW/storgate.json" <<EOJ
+{
+  "stateDir": "$EW/state",
+  "throttling": { "enable": false },
+  "buckets": [
+    { "meta": { "name": "wn" },
+      "mounts": [
+        { "mountPoint": "/in", "originPath": "$EW/in-origin", "watch": { "mode": "notify" } },
+        { "mountPoint": "/out", "originPath": "$EW/out-origin", "expose": false, "watch": { "mode": "off" } }
+      ],
+      "events": {
+        "onPut": { "enable": true, "trigger": { "workflow": "copy", "timing": "post" } }
+      },
+      "workflows": [
+        { "name": "copy",
+          "tasks": [ { "function": null, "savePath": "/out/{{ item.path | relpath(source_dir) }}" } ] }
+      ] }
+  ]
+}
+EOJ
+  "$BIN" check --config "$EW/storgate.json" >/dev/null || die "storgate check rejects $EW/storgate.json"
+  wt_start "$EW/storgate.json" wn "$EW/mnt" "$EW/storgate.log" "${STORGATE_LOG:-warn}"
+  ok "bucket 'wn' at $EW/mnt: /in -> $EW/in-origin (watch notify; written directly), hidden /out -> $EW/out-origin"
+  ev_collect "watch notify"
+  wt_stop_all
+
+  {
+    echo
+    echo "== watch: change detection — poll cost and notify latency  (median shown)"
+    echo "poll: a daemon with watch {mode: poll} and onPut post -> a no-op workflow, beside the same daemon with watch {mode: off} on the"
+    echo "      same origin; nothing changes between rounds (all files an hour old). time = elapsed_ms of the \"poll round\" DEBUG line;"
+    echo "      CPU = user+sys of the daemon (/proc/PID/stat) from the end of the first round to the end of the last, / rounds;"
+    echo "      memory = VmHWM of each daemon at the end. Baseline right after each round (interleaved, same warm state)."
+    echo "      ratio = poll / baseline (memory: poll / watch off)"
+    echo "local: $((WATCH_DIRS * WATCH_FILES)) empty files in $WATCH_DIRS dirs ($local_expect entries) at $WW/origin; interval ${W[local,interval]} s, ${W[local,rounds]} rounds;"
+    printf '%s\n' "       baseline find ORIGIN -printf '%s %T@\\n' | wc -l (walk + stat; CPU of the pipeline)"
+    if [ $s3 = 1 ]; then
+      echo "S3:    $s3_n objects of 64 B under $S3_PREFIX/watch/ on $S3_SERVER; interval ${W[s3,interval]} s, ${W[s3,rounds]} rounds;"
+      echo "       baseline one full paginated ListObjectsV2 with boto3 (CPU of that python process; the server's CPU is in neither)"
+      [ "$s3_n" = "$WATCH_S3_OBJECTS" ] ||
+        echo "NOTE:  the S3 server stored only $s3_n of $WATCH_S3_OBJECTS objects within $WATCH_S3_BUDGET s of parallel puts (${put_s} s, $(rate "$s3_n" "$put_s") objects/s): figures are for $s3_n"
+    fi
+    echo
+    printf '%-50s | %-30s | %-30s | %s\n' benchmark baseline storgate ratio
+    printf '%s-+-%s-+-%s-+-%s\n' "${dashes}------" "${dashes:0:30}" "${dashes:0:30}" -----
+    wt_poll_rows local "local, $((WATCH_DIRS * WATCH_FILES)) files" find
+    [ $s3 = 0 ] || wt_poll_rows s3 "S3, $s3_n objects" list
+    echo
+    echo "entries per round (logged): local ${W[local,entries]:-?}${W[s3,entries]:+, S3 ${W[s3,entries]}}; events fired by the rounds: local ${W[local,fired]}${W[s3,fired]:+, S3 ${W[s3,fired]}} (0 expected)"
+    echo "snapshot on disk (du of stateDir/watch): local ${W[local,snap]:-?} KiB${W[s3,window]:+, S3 ${W[s3,snap]:-?} KiB}"
+    echo "measured window (end of round 1 -> end of the last): local ${W[local,window]} s${W[s3,window]:+, S3 ${W[s3,window]} s}; VmRSS at the end: local poll $(mib "${W[local,rss]}") MiB, off $(mib "${W[local,rss_off]}") MiB${W[s3,rss]:+; S3 poll $(mib "${W[s3,rss]}") MiB, off $(mib "${W[s3,rss_off]:-0}") MiB}"
+    local kk
+    for kk in local s3; do
+      [ "${W[$kk,failed]:-0}" = 0 ] ||
+        echo "NOTE: $kk: ${W[$kk,failed]} poll rounds failed (see ${OUT_DIR#"$REPO_ROOT"/}/watch-$kk-poll.log); the figures are of the rounds that succeeded"
+      [ "${W[$kk,overlap]:-0}" = 0 ] ||
+        echo "NOTE: $kk: a poll round ended while its baseline ran (interval ${W[$kk,interval]} s too short): those figures overlap; raise $([ "$kk" = local ] && echo BENCH_WATCH_INTERVAL || echo BENCH_WATCH_S3_INTERVAL)"
+    done
+    echo
+    echo "notify: a bucket with /in (local, watch {mode: notify}) and a hidden /out (watch off), onPut post -> copy to /out; $WATCH_EV_FILES files"
+    echo "        of $EV_SIZE B written straight into /in's origin (not through the mount), one every $WATCH_EV_GAP_MS ms; runs=$RUNS, interleaved"
+    echo "baseline: inotifywait -m -r -e close_write --format '%w%f' SRC | while read -r f; do cp \"\$f\" DST/; done  (plain directories, same fs)"
+    echo "latency = close() returned -> output complete in the output directory (inotify on it); ratio = storgate / baseline"
+    echo
+    ev_rows p50 p99 max
+  } >>"$RESULTS"
+}
+
 # ---- run -----------------------------------------------------------------------
 want local && local_part
 want s3 && s3_part
 want events && events_part
 want batch && batch_part
+want watch && watch_part
 section "results (also in ${RESULTS#"$REPO_ROOT"/})"
 {
   header
