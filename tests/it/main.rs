@@ -33,3 +33,4 @@ mod s3_client;
 mod s3_mount;
 mod s3_timeouts;
 mod tools;
+mod watch_hostile;
