@@ -249,11 +249,8 @@ impl Lister<'_> {
             Lister::Local(walk) => {
                 let next = walk.next_entry().map_err(PollError::Walk)?;
                 if next.is_none() && walk.too_deep > 0 {
-                    tracing::warn!(
-                        directories = walk.too_deep,
-                        limit = super::walk::MAX_DEPTH,
-                        "directories nested deeper than the limit are not watched"
-                    );
+                    tracing::warn!(directories = walk.too_deep, limit = super::walk::MAX_DEPTH,
+                        "directories nested deeper than the limit are not watched");
                     walk.too_deep = 0;
                 }
                 Ok(next.map(|(k, st)| (k, entry_of_stat(&st), st)))
