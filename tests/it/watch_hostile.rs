@@ -355,3 +355,138 @@ os.rename(org + "/newdir.part", org + "/newdir")
         );
     }
 }
+
+// ------------------------------------------- fired once, never lost ----
+
+/// Like [`start`], but every onPut and onDelete of `/in` appends
+/// `put PATH` / `del PATH` to `runs.log` (one line per workflow run).
+fn start_logged(watch: Value) -> Mount {
+    let root = scratch();
+    let r = root.path().to_path_buf();
+    for d in ["in", "out"] {
+        fs::create_dir(r.join(d)).expect("mkdir");
+    }
+    let log = |what: &str| {
+        json!({"function": {"exec": ["sh", "-c",
+            format!("printf '{what} %s\\n' \"$2\" >> \"$1\"; exec cat"),
+            "sh", "{root}/runs.log", "{{ item.path }}"]},
+            "savePath": format!("/out/{what}{{{{ item.path }}}}")})
+    };
+    let mut b = bucket(
+        "b",
+        vec![
+            json!({"mountPoint": "/in", "originPath": "{root}/in", "watch": watch}),
+            json!({"mountPoint": "/out", "originPath": "{root}/out", "expose": false,
+                   "watch": {"mode": "off"}}),
+        ],
+    );
+    let ev = |wf: &str| json!({"enable": true, "trigger": {"workflow": wf, "timing": "post"}, "webhook": {}});
+    b["events"] = json!({"onPut": ev("p"), "onDelete": ev("d")});
+    b["workflows"] = json!([
+        {"name": "p", "tasks": [log("put")]},
+        {"name": "d", "tasks": [log("del")]},
+    ]);
+    Mount::start_in(root, &config(vec![b]), &["--bucket", "b"])
+}
+
+fn runs(m: &Mount, line: &str) -> usize {
+    fs::read_to_string(m.scratch_path("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == line)
+        .count()
+}
+
+/// Writes `body` to `p` with an mtime a minute ago (as `rsync -t`, `cp -p`
+/// or `tar x` leave a finished file).
+fn write_old(p: &Path, body: &[u8]) {
+    fs::write(p, body).expect("write");
+    fs::File::options()
+        .write(true)
+        .open(p)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)))
+        .expect("set mtime");
+}
+
+/// The inode of the current snapshot changes at every committed round.
+#[track_caller]
+fn next_round(m: &Mount, snap: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| fs::metadata(p).map(|md| md.ino()).unwrap_or(0);
+    let before = ino(snap);
+    poll(
+        DEADLINE,
+        Duration::from_millis(20),
+        "the next poll round",
+        || ino(snap) != before,
+        || m.log(),
+    );
+}
+
+/// A file changed again between the round that saw it change and its
+/// re-check is fired by the re-check; the next round must not fire it again.
+#[test]
+fn a_file_changed_twice_fires_once() {
+    let m = start_logged(json!({"mode": "poll", "intervalSeconds": 4}));
+    let snap = wait_snapshot(&m);
+    let f = m.scratch_path("in/f");
+    write_old(&f, b"first");
+    poll(
+        DEADLINE,
+        Duration::from_millis(100),
+        "put /in/f",
+        || runs(&m, "put /in/f") == 1,
+        || m.log(),
+    );
+    next_round(&m, &snap);
+    write_old(&f, b"second version");
+    // This round sees it changed: it waits to settle...
+    next_round(&m, &snap);
+    // ...and changes again before the re-check a second later.
+    write_old(&f, b"third version, longer");
+    // The re-checks fire it; then two more rounds.
+    next_round(&m, &snap);
+    next_round(&m, &snap);
+    std::thread::sleep(scaled(Duration::from_secs(2)));
+    assert_eq!(
+        runs(&m, "put /in/f"),
+        2,
+        "the first version and the last, once each:\n{}",
+        fs::read_to_string(m.scratch_path("runs.log")).unwrap_or_default()
+    );
+}
+
+/// A fired file that changes and is deleted before the change settled was
+/// there (and processed): its deletion fires onDelete.
+#[test]
+fn a_changed_file_deleted_before_it_settled_fires_on_delete() {
+    let m = start_logged(json!({"mode": "poll", "intervalSeconds": 4}));
+    let snap = wait_snapshot(&m);
+    let f = m.scratch_path("in/g");
+    write_old(&f, b"first");
+    poll(
+        DEADLINE,
+        Duration::from_millis(100),
+        "put /in/g",
+        || runs(&m, "put /in/g") == 1,
+        || m.log(),
+    );
+    next_round(&m, &snap);
+    fs::write(&f, b"being rewritten").expect("write");
+    next_round(&m, &snap);
+    fs::remove_file(&f).expect("rm");
+    next_round(&m, &snap);
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "del /in/g",
+        || runs(&m, "del /in/g") == 1,
+        || {
+            format!(
+                "{}\n{}",
+                fs::read_to_string(m.scratch_path("runs.log")).unwrap_or_default(),
+                m.log()
+            )
+        },
+    );
+}
