@@ -490,3 +490,91 @@ fn a_changed_file_deleted_before_it_settled_fires_on_delete() {
         },
     );
 }
+
+// ------------------------------------- directories new to a notify origin ----
+
+/// Files written into directories just created in a notify origin (an FTP
+/// `mkdir` then upload): each fires once, whether the walk of the new
+/// directory or inotify saw it first.
+#[test]
+fn files_in_new_directories_fire_once_each() {
+    let m = start_logged(json!({"mode": "notify"}));
+    wait_snapshot(&m);
+    let in_ = m.scratch_path("in");
+    nobody_py_root(
+        r#"
+import os, sys, time
+org = sys.argv[1]
+for i in range(24):
+    os.mkdir(f"{org}/d{i}")
+    time.sleep((i % 6) / 4000.0)
+    with open(f"{org}/d{i}/f", "w") as f:
+        f.write(f"file {i}\n")
+"#,
+        &in_,
+    );
+    let want: Vec<String> = (0..24).map(|i| format!("put /in/d{i}/f")).collect();
+    poll(
+        DEADLINE,
+        Duration::from_millis(100),
+        "every file fired",
+        || want.iter().all(|w| runs(&m, w) >= 1),
+        || m.log(),
+    );
+    std::thread::sleep(scaled(Duration::from_secs(2)));
+    let twice: Vec<&String> = want.iter().filter(|w| runs(&m, w) != 1).collect();
+    assert!(twice.is_empty(), "fired more than once: {twice:?}");
+}
+
+/// A directory moved into a notify origin while a file in it is still
+/// being written: the walk must not process the half-written file; the
+/// file fires once, with its final content.
+#[test]
+fn a_file_still_being_written_in_a_moved_in_directory_fires_once_complete() {
+    let m = start_logged(json!({"mode": "notify"}));
+    wait_snapshot(&m);
+    let stage = m.scratch_path("stage");
+    fs::create_dir(&stage).expect("mkdir");
+    std::os::unix::fs::chown(&stage, Some(NOBODY), Some(NOBODY)).expect("chown");
+    nobody_py_root(
+        r#"
+import os, sys, time
+stage = sys.argv[1]
+org = stage[: -len("stage")] + "in"
+os.mkdir(stage + "/up")
+with open(stage + "/up/f", "w") as f:
+    f.write("first half\n")
+    f.flush()
+    os.rename(stage + "/up", org + "/up")
+    time.sleep(1.5)
+    f.write("second half\n")
+"#,
+        &stage,
+    );
+    poll(
+        DEADLINE,
+        Duration::from_millis(100),
+        "put /in/up/f",
+        || runs(&m, "put /in/up/f") >= 1,
+        || m.log(),
+    );
+    std::thread::sleep(scaled(Duration::from_secs(2)));
+    assert_eq!(
+        fs::read(m.scratch_path("out/put/in/up/f")).expect("output"),
+        b"first half\nsecond half\n"
+    );
+    assert_eq!(runs(&m, "put /in/up/f"), 1, "fired once");
+}
+
+/// [`nobody_py`] with one path argument; `in/` must be `nobody`'s.
+#[track_caller]
+fn nobody_py_root(script: &str, dir: &Path) {
+    let in_ = dir.parent().expect("parent").join("in");
+    std::os::unix::fs::chown(&in_, Some(NOBODY), Some(NOBODY)).expect("chown in");
+    fs::set_permissions(
+        dir.parent().expect("parent"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod scratch");
+    nobody_py(script, &[dir]);
+}
