@@ -578,3 +578,40 @@ fn nobody_py_root(script: &str, dir: &Path) {
     .expect("chmod scratch");
     nobody_py(script, &[dir]);
 }
+
+/// A file written into a new directory while other changes keep the
+/// watcher busy (an FTP server busy with other uploads) still fires: the
+/// new directory is watched, or walked, after the file came.
+#[test]
+fn a_file_in_a_new_directory_fires_while_the_watcher_is_busy() {
+    let m = start_logged(json!({"mode": "notify"}));
+    wait_snapshot(&m);
+    let in_ = m.scratch_path("in");
+    nobody_py_root(
+        r#"
+import os, sys, time
+org = sys.argv[1]
+os.mkdir(org + "/busy")
+os.mkdir(org + "/new")
+t0 = time.time()
+i = 0
+wrote = False
+while time.time() - t0 < 4:
+    with open(f"{org}/busy/{i % 50}", "w") as f:
+        f.write(str(i))
+    i += 1
+    if not wrote and time.time() - t0 > 1:
+        with open(org + "/new/f", "w") as f:
+            f.write("in the new directory\n")
+        wrote = True
+"#,
+        &in_,
+    );
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "put /in/new/f",
+        || runs(&m, "put /in/new/f") >= 1,
+        || m.log(),
+    );
+}
