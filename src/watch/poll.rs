@@ -367,7 +367,7 @@ impl Poller {
 
     fn vanished(&mut self, r: &Record, stats: &mut RoundStats) {
         self.pending.remove(&r.key);
-        if !r.fired {
+        if !r.fired && !r.before {
             // Never fired: whoever put it there and took it away again did
             // not leave a file to process.
             return;
@@ -417,12 +417,14 @@ impl Poller {
         st: &libc::stat,
         stats: &mut RoundStats,
     ) -> bool {
+        // Fired by a re-check since the last round, in exactly this state
+        // (whatever state the last round recorded).
+        if self.fired_between.get(key) == Some(e) {
+            self.pending.remove(key);
+            return true;
+        }
         if r.entry.same(e) {
             if r.fired {
-                return true;
-            }
-            if self.fired_between.get(key) == Some(e) {
-                self.pending.remove(key);
                 return true;
             }
             // Pending and unchanged since the last look: settled unless
@@ -521,6 +523,7 @@ impl Poller {
                             key,
                             entry: e,
                             fired,
+                            before: false,
                         })?;
                     }
                     n = list.next_entry()?;
@@ -529,10 +532,16 @@ impl Poller {
                     if let (Some(r), Some((key, e, st))) = (o.take(), n.take()) {
                         stats.entries += 1;
                         let fired = self.compare(&r, &key, &e, &st, &mut stats);
+                        // Same entry (not replaced by another kind or
+                        // directory): what was fired of it still counts.
+                        let same_entry = r.entry.kind == e.kind
+                            && (e.kind != Kind::Dir || r.entry.id == e.id);
+                        let before = !fired && same_entry && (r.fired || r.before);
                         out.push(&Record {
                             key,
                             entry: e,
                             fired,
+                            before,
                         })?;
                     }
                     o = next_old(old)?;

@@ -115,6 +115,9 @@ pub struct Record {
     pub entry: Entry,
     /// The entry's current state was fired (or is the baseline).
     pub fired: bool,
+    /// An earlier state of the same entry was fired (its removal fires
+    /// onDelete even while the current state waits to settle).
+    pub before: bool,
 }
 
 /// A snapshot file that cannot be used.
@@ -244,9 +247,10 @@ impl SnapshotReader {
                 },
                 fired: match fired {
                     b"1" => true,
-                    b"0" => false,
+                    b"0" | b"2" => false,
                     _ => return None,
                 },
+                before: fired == b"2",
             })
         })()
         .ok_or_else(|| corrupt("unreadable field"))?;
@@ -309,7 +313,11 @@ impl SnapshotWriter {
             .as_bytes(),
         );
         escape(r.entry.id.as_bytes(), l);
-        l.extend_from_slice(if r.fired { b"\t1\n" } else { b"\t0\n" });
+        l.extend_from_slice(match (r.fired, r.before) {
+            (true, _) => b"\t1\n",
+            (false, true) => b"\t2\n",
+            (false, false) => b"\t0\n",
+        });
         self.out.write_all(l)
     }
 
@@ -346,6 +354,7 @@ mod tests {
                 id: "\"etag with space\"".into(),
             },
             fired,
+            before: false,
         }
     }
 

@@ -35,3 +35,4 @@ mod s3_mount;
 mod s3_timeouts;
 mod tools;
 mod watch;
+mod watch_hostile;
