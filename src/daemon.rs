@@ -418,6 +418,7 @@ fn serve(
             scans_stop.clone(),
         );
     }
+    raise_fd_limit();
     // New entries get exactly the mode the client asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let mut fuse_config = fuser::Config::default();
@@ -579,6 +580,30 @@ fn lazy_unmount(mp: &Path) {
 fn worker_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     (cores * 4).clamp(4, 16)
+}
+
+/// Raises the soft limit of open files to the hard one: the mount's open
+/// files, inotify and the pollers' walks (one fd per directory level) share
+/// it, and the default soft limit of 1024 is soon reached on a busy share.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid output struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return;
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: a valid input struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,14 @@ impl Identity {
     }
 }
 
+/// A directory storgate moved into place: which one, and when.
+struct MovedDir {
+    dev: u64,
+    ino: u64,
+    wall: SystemTime,
+    at: Instant,
+}
+
 struct Inner {
     keep: Duration,
     writers: FxHashMap<PathBuf, u32>,
@@ -62,7 +70,7 @@ struct Inner {
     deleted: FxHashMap<PathBuf, (u32, Instant)>,
     /// Directories storgate renamed into place, with the wall-clock time:
     /// entries below them that are older than that moved with them.
-    moved_dirs: FxHashMap<PathBuf, (SystemTime, Instant)>,
+    moved_dirs: FxHashMap<PathBuf, MovedDir>,
     /// Paths storgate removed or renamed away: a poller that finds the
     /// entries below one gone does not fire for them (not consumed).
     deleted_trees: FxHashMap<PathBuf, Instant>,
@@ -100,7 +108,7 @@ impl Inner {
         self.deleted
             .retain(|_, (_, t)| now.duration_since(*t) < keep);
         self.moved_dirs
-            .retain(|_, (_, t)| now.duration_since(*t) < keep);
+            .retain(|_, d| now.duration_since(d.at) < keep);
         self.deleted_trees
             .retain(|_, t| now.duration_since(*t) < keep);
     }
@@ -119,7 +127,7 @@ impl Inner {
         path.ancestors().skip(1).any(|a| {
             self.moved_dirs
                 .get(a)
-                .is_some_and(|(wall, t)| t.elapsed() < self.keep && changed <= *wall)
+                .is_some_and(|d| d.at.elapsed() < self.keep && changed <= d.wall)
         })
     }
 
@@ -277,8 +285,15 @@ impl SelfChanges {
         let mut g = self.lock();
         g.written.insert(path.to_path_buf(), (id, Instant::now()));
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            g.moved_dirs
-                .insert(path.to_path_buf(), (SystemTime::now(), Instant::now()));
+            g.moved_dirs.insert(
+                path.to_path_buf(),
+                MovedDir {
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    wall: SystemTime::now(),
+                    at: Instant::now(),
+                },
+            );
         }
         g.prune();
     }
@@ -322,10 +337,20 @@ impl SelfChanges {
         {
             return true;
         }
-        if let Some(st) = st
-            && g.moved_with_ancestor(path, st)
-        {
-            return true;
+        if let Some(st) = st {
+            // Another directory under the name storgate moved one to (an
+            // outside `rm -rf X; mv staging X`): what is below it is not ours.
+            // Ancestors are asked about before what is below them.
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && g.moved_dirs
+                    .get(path)
+                    .is_some_and(|d| (d.dev, d.ino) != (st.st_dev, st.st_ino))
+            {
+                g.moved_dirs.remove(path);
+            }
+            if g.moved_with_ancestor(path, st) {
+                return true;
+            }
         }
         match (g.written.get(path), st) {
             (Some((id, t)), Some(st)) => t.elapsed() < keep && *id == Identity::of(st),

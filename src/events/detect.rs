@@ -111,7 +111,8 @@ pub struct Detection {
     pub(super) seen: Seen,
     /// Each mount's mode, `auto` resolved once (a statfs per origin).
     modes: std::sync::OnceLock<Vec<Vec<Effective>>>,
-    reconcilers: Mutex<Vec<Arc<Handle>>>,
+    /// The reconcilers of notify origins, with their origin.
+    reconcilers: Mutex<Vec<(crate::origin::LocalOrigin, Arc<Handle>)>>,
     pollers: Mutex<Vec<Arc<Handle>>>,
 }
 
@@ -120,7 +121,8 @@ struct MountSink {
     engine: Weak<Engine>,
     bucket: usize,
     point: Vec<OsString>,
-    notify: bool,
+    /// The origin, for a notify mount (what it fires goes into [`Seen`]).
+    notify: Option<crate::origin::LocalOrigin>,
 }
 
 impl MountSink {
@@ -140,6 +142,9 @@ impl MountSink {
 impl Sink for MountSink {
     fn put(&self, rel: &[OsString], st: &libc::stat) {
         self.with(|e| {
+            if let Some(l) = &self.notify {
+                e.detection.seen.put(&l.path_of(rel), st);
+            }
             if e.timing(self.bucket, Ev::Put).is_some() {
                 e.post(self.bucket, Ev::Put, &self.path(rel), st);
             }
@@ -163,7 +168,7 @@ impl Sink for MountSink {
         let Some(e) = self.engine.upgrade() else {
             return true;
         };
-        (self.notify && e.detection.seen.is(path, SeenState::Put(identity(id))))
+        (self.notify.is_some() && e.detection.seen.is(path, SeenState::Put(identity(id))))
             || e.self_changes().is_own_put(path, Some(id))
     }
 
@@ -171,7 +176,7 @@ impl Sink for MountSink {
         let Some(e) = self.engine.upgrade() else {
             return true;
         };
-        (self.notify && e.detection.seen.is(path, SeenState::Deleted))
+        (self.notify.is_some() && e.detection.seen.is(path, SeenState::Deleted))
             || e.self_changes().is_own_delete(path)
     }
 
@@ -180,7 +185,7 @@ impl Sink for MountSink {
     }
 
     fn round_done(&self, started: u64) {
-        if self.notify {
+        if self.notify.is_some() {
             self.with(|e| e.detection.seen.forget_before(started));
         }
     }
@@ -300,19 +305,19 @@ impl Engine {
                     engine: Arc::downgrade(self),
                     bucket: b,
                     point: mount.point.clone(),
-                    notify,
+                    notify: origin.as_local().filter(|_| notify).cloned(),
                 });
                 match poll::start(spec, sink) {
                     Ok(h) => {
                         let h = Arc::new(h);
                         tracing::info!(origin = %label, mode = if notify { "notify" } else { "poll" },
                             interval = ?interval, "watching for changes made outside storgate");
-                        if notify {
+                        if let (true, Some(l)) = (notify, origin.as_local()) {
                             self.detection
                                 .reconcilers
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .push(h.clone());
+                                .push((l.clone(), h.clone()));
                         }
                         self.detection
                             .pollers
@@ -338,8 +343,37 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            h.trigger();
+            h.1.trigger();
         }
+    }
+
+    /// A directory appeared at `abs` in a notify origin: each reconciler
+    /// of an origin holding it walks it (a moment later, once inotify
+    /// watches it too). Its files fire once they have settled, like polled
+    /// ones: a directory moved in while a file in it is still being
+    /// written (or created, then uploaded into) must not fire half a file.
+    pub(super) fn walk_new_dir(&self, abs: &Path) {
+        for (origin, h) in self
+            .detection
+            .reconcilers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(rel) = origin.rel_of(abs) {
+                let key = rel
+                    .iter()
+                    .map(|c| c.as_encoded_bytes())
+                    .collect::<Vec<_>>()
+                    .join(&b'/');
+                h.walk_later(key);
+            }
+        }
+    }
+
+    /// Whether inotify's side already handled `abs` in exactly the state `st`.
+    pub(super) fn seen_put(&self, abs: &Path, st: &libc::stat) -> bool {
+        self.detection.seen.is(abs, SeenState::Put(identity(st)))
     }
 
     /// Stops every poller (at shutdown, before the journal's last sync).
@@ -356,8 +390,18 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        for h in all {
-            h.stop();
+        // All stop at once; a hung origin (NFS) cannot hold the exit longer
+        // than the wait.
+        for h in &all {
+            h.request_stop();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for h in &all {
+            if !h.join_until(deadline) {
+                tracing::warn!(
+                    "a poller did not stop in time (origin not answering?); its round is redone at the next start"
+                );
+            }
         }
     }
 

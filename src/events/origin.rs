@@ -19,9 +19,7 @@ use notify::event::{
 use super::dispatch::Engine;
 use crate::bucket::store::TMP_PREFIX;
 use crate::item::gone_stat;
-use crate::origin::LocalOrigin;
 use crate::sink::Ev;
-use crate::watch::walk::{Walk, key_comps};
 
 impl Engine {
     /// The bucket paths of an absolute path inside notify-watched local
@@ -62,20 +60,12 @@ impl Engine {
         })
     }
 
-    /// The local origin holding `abs`, and the path below its root.
-    fn origin_of(&self, abs: &Path) -> Option<(LocalOrigin, Vec<OsString>)> {
-        self.buckets.iter().find_map(|br| {
-            br.state.origins.iter().find_map(|o| {
-                let l = o.as_local()?;
-                let rel = l.rel_of(abs)?;
-                Some((l.clone(), rel))
-            })
-        })
-    }
-
-    /// One entry found (by inotify or in a walked directory): onPut unless
-    /// it is storgate's own.
+    /// One entry inotify reported: onPut unless it is storgate's own or
+    /// was fired in this very state already (a new directory's walk).
     fn found_put(&self, abs: &Path, st: &libc::stat) {
+        if self.seen_put(abs, st) {
+            return;
+        }
         self.detection.seen.put(abs, st);
         if self.self_changes().is_own_put(abs, Some(st)) {
             return;
@@ -84,24 +74,6 @@ impl Engine {
             if self.timing(b, Ev::Put).is_some() {
                 self.post(b, Ev::Put, &path, st);
             }
-        }
-    }
-
-    /// A directory appeared in an origin: everything in it fires onPut.
-    fn walk_new_dir(&self, abs: &Path) {
-        let Some((origin, rel)) = self.origin_of(abs) else {
-            return;
-        };
-        let walked = origin.at().and_then(|root| {
-            let mut walk = Walk::new(root, &rel)?;
-            while let Some((key, st)) = walk.next_entry()? {
-                self.found_put(&origin.path_of(&key_comps(&key)), &st);
-            }
-            Ok(())
-        });
-        if let Err(e) = walked {
-            tracing::warn!(dir = %abs.display(), error = %e,
-                "cannot list a directory that appeared in an origin; the next reconcile finds its files");
         }
     }
 

@@ -150,11 +150,18 @@ pub enum PollError {
 }
 
 /// What one round did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RoundStats {
     pub entries: u64,
     pub fired: u64,
     pub pending: u64,
+    /// Directories not entered (too deep).
+    pub too_deep: u64,
+    /// The listing failed part-way (the rest of the snapshot was kept).
+    pub listing_error: Option<String>,
+    /// Directories that could not be read: their entries keep their
+    /// snapshot records (they neither fire nor look deleted).
+    pub unreadable: u64,
 }
 
 struct Pending {
@@ -171,6 +178,9 @@ pub struct Poller {
     /// state they were fired in.
     fired_between: HashMap<Vec<u8>, Entry>,
     failing: bool,
+    /// The depth / unreadable warnings were given (once per origin).
+    warned_deep: bool,
+    warned_unreadable: bool,
 }
 
 fn wall_now() -> (i64, i64) {
@@ -228,6 +238,14 @@ enum Lister<'a> {
 }
 
 impl Lister<'_> {
+    /// Whether `key` lies in a directory the listing could not read.
+    fn unreadable(&self, key: &[u8]) -> bool {
+        match self {
+            Lister::Local(walk) => walk.covers_unreadable(key),
+            Lister::S3 { .. } => false,
+        }
+    }
+
     fn open(source: &Source) -> Result<Lister<'_>, PollError> {
         Ok(match source {
             Source::Local(l) => {
@@ -246,18 +264,10 @@ impl Lister<'_> {
 
     fn next_entry(&mut self) -> Result<Option<(Vec<u8>, Entry, libc::stat)>, PollError> {
         match self {
-            Lister::Local(walk) => {
-                let next = walk.next_entry().map_err(PollError::Walk)?;
-                if next.is_none() && walk.too_deep > 0 {
-                    tracing::warn!(
-                        directories = walk.too_deep,
-                        limit = super::walk::MAX_DEPTH,
-                        "directories nested deeper than the limit are not watched"
-                    );
-                    walk.too_deep = 0;
-                }
-                Ok(next.map(|(k, st)| (k, entry_of_stat(&st), st)))
-            }
+            Lister::Local(walk) => Ok(walk
+                .next_entry()
+                .map_err(PollError::Walk)?
+                .map(|(k, st)| (k, entry_of_stat(&st), st))),
             Lister::S3 {
                 origin,
                 page,
@@ -311,6 +321,8 @@ impl Poller {
             pending: HashMap::new(),
             fired_between: HashMap::new(),
             failing: false,
+            warned_deep: false,
+            warned_unreadable: false,
         }
     }
 
@@ -500,7 +512,28 @@ impl Poller {
             None => Ok(None),
         };
         let mut o = next_old(old)?;
-        let mut n = list.next_entry()?;
+        // A listing that fails part-way keeps the rest of the old snapshot
+        // as it was: what was fired so far is not fired again, the rest is
+        // looked at by the next round.
+        macro_rules! listed {
+            () => {
+                match list.next_entry() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if let Some(r) = o.take() {
+                            out.push(&r)?;
+                        }
+                        while let Some(r) = next_old(old)? {
+                            out.push(&r)?;
+                        }
+                        self.note_listing(&list, &mut stats);
+                        stats.listing_error = Some(e.to_string());
+                        return Ok(stats);
+                    }
+                }
+            };
+        }
+        let mut n = listed!();
         loop {
             let step = match (&o, &n) {
                 (None, None) => break,
@@ -511,7 +544,11 @@ impl Poller {
             match step {
                 Ordering::Less => {
                     if let Some(r) = o.take() {
-                        self.vanished(&r, &mut stats);
+                        if list.unreadable(&r.key) {
+                            out.push(&r)?;
+                        } else {
+                            self.vanished(&r, &mut stats);
+                        }
                     }
                     o = next_old(old)?;
                 }
@@ -526,7 +563,7 @@ impl Poller {
                             before: false,
                         })?;
                     }
-                    n = list.next_entry()?;
+                    n = listed!();
                 }
                 Ordering::Equal => {
                     if let (Some(r), Some((key, e, st))) = (o.take(), n.take()) {
@@ -534,8 +571,8 @@ impl Poller {
                         let fired = self.compare(&r, &key, &e, &st, &mut stats);
                         // Same entry (not replaced by another kind or
                         // directory): what was fired of it still counts.
-                        let same_entry = r.entry.kind == e.kind
-                            && (e.kind != Kind::Dir || r.entry.id == e.id);
+                        let same_entry =
+                            r.entry.kind == e.kind && (e.kind != Kind::Dir || r.entry.id == e.id);
                         let before = !fired && same_entry && (r.fired || r.before);
                         out.push(&Record {
                             key,
@@ -545,11 +582,43 @@ impl Poller {
                         })?;
                     }
                     o = next_old(old)?;
-                    n = list.next_entry()?;
+                    n = listed!();
                 }
             }
         }
+        self.note_listing(&list, &mut stats);
         Ok(stats)
+    }
+
+    fn note_listing(&self, list: &Lister<'_>, stats: &mut RoundStats) {
+        if let Lister::Local(walk) = list {
+            stats.too_deep = walk.too_deep;
+            stats.unreadable = walk.unreadable_count();
+        }
+    }
+
+    /// A directory that appeared in a notify origin: its entries fire
+    /// onPut, those still being written once they settle.
+    fn walk_dir(&mut self, key: &[u8]) {
+        let Source::Local(local) = self.spec.source.clone() else {
+            return;
+        };
+        let walked = local.at().and_then(|root| {
+            let mut walk = Walk::new(root, &key_comps(key))?;
+            while let Some((k, st)) = walk.next_entry()? {
+                let e = entry_of_stat(&st);
+                if self.recent(&e) {
+                    self.wait(&k, &e);
+                } else {
+                    self.fire_put(&k, &e, &st);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = walked {
+            tracing::debug!(origin = %self.spec.label, dir = ?String::from_utf8_lossy(key), error = %e,
+                "cannot list a new directory (gone again?); the next reconcile looks again");
+        }
     }
 
     /// The earliest time a pending file is due.
@@ -601,6 +670,21 @@ impl Poller {
         let t = Instant::now();
         match self.round() {
             Ok(s) => {
+                if s.too_deep > 0 && !self.warned_deep {
+                    self.warned_deep = true;
+                    tracing::warn!(origin = %self.spec.label, directories = s.too_deep,
+                        limit = super::walk::MAX_DEPTH,
+                        "directories nested deeper than the limit are not watched");
+                }
+                if s.unreadable > 0 && !self.warned_unreadable {
+                    self.warned_unreadable = true;
+                    tracing::warn!(origin = %self.spec.label, directories = s.unreadable,
+                        "directories that cannot be read are not watched (their entries keep their last state)");
+                }
+                if let Some(e) = &s.listing_error {
+                    tracing::warn!(origin = %self.spec.label, error = %e,
+                        "the poll round's listing failed part-way; the rest waits for the next round");
+                }
                 if self.failing {
                     tracing::info!(origin = %self.spec.label, "change detection works again");
                     self.failing = false;
@@ -626,7 +710,15 @@ impl Poller {
 struct Flags {
     trigger: bool,
     stop: bool,
+    /// New directories to walk, and when (a moment after inotify reported
+    /// them, so that `notify` has put its watch on them first).
+    walks: Vec<(Vec<u8>, Instant)>,
 }
+
+/// How long after inotify reports a new directory it is walked.
+const WALK_DELAY: Duration = Duration::from_millis(200);
+/// How long a stop waits for the pollers' last rounds.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A running poller thread.
 pub struct Handle {
@@ -642,15 +734,46 @@ impl Handle {
         cv.notify_all();
     }
 
-    /// Stops the thread after its current round and waits for it.
-    pub fn stop(&self) {
+    /// Walks directory `key` (relative to the origin root) soon.
+    pub fn walk_later(&self, key: Vec<u8>) {
+        let (m, cv) = &*self.wake;
+        let mut f = m.lock().unwrap_or_else(|e| e.into_inner());
+        if f.walks.len() < MAX_PENDING {
+            f.walks.push((key, Instant::now() + WALK_DELAY));
+        } else {
+            // A flood of new directories: one reconcile covers them all.
+            f.trigger = true;
+        }
+        cv.notify_all();
+    }
+
+    /// Asks the thread to stop after its current round (and its final
+    /// round, if it has one).
+    pub fn request_stop(&self) {
         let (m, cv) = &*self.wake;
         m.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         cv.notify_all();
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
+    }
+
+    /// Waits for the thread until `deadline`; one still running then (a
+    /// hung NFS server) is left behind so that the daemon can exit.
+    pub fn join_until(&self, deadline: Instant) -> bool {
+        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(t) = slot.take() else { return true };
+        while !t.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = t.join();
+        true
+    }
+
+    /// Stops the thread and waits for it (at most [`STOP_WAIT`]).
+    pub fn stop(&self) {
+        self.request_stop();
+        self.join_until(Instant::now() + STOP_WAIT);
     }
 }
 
@@ -672,7 +795,10 @@ pub fn start(spec: Spec, sink: Arc<dyn Sink>) -> std::io::Result<Handle> {
                         break;
                     }
                     let now = Instant::now();
-                    let until = poller.next_due().map_or(next_round, |d| d.min(next_round));
+                    let mut until = poller.next_due().map_or(next_round, |d| d.min(next_round));
+                    if let Some(w) = flags.walks.iter().map(|(_, t)| *t).min() {
+                        until = until.min(w);
+                    }
                     if until <= now {
                         break;
                     }
@@ -689,7 +815,15 @@ pub fn start(spec: Spec, sink: Arc<dyn Sink>) -> std::io::Result<Handle> {
                     return;
                 }
                 let triggered = std::mem::take(&mut flags.trigger);
+                let now = Instant::now();
+                let (walks, later): (Vec<_>, Vec<_>) = std::mem::take(&mut flags.walks)
+                    .into_iter()
+                    .partition(|(_, t)| *t <= now);
+                flags.walks = later;
                 drop(flags);
+                for (key, _) in walks {
+                    poller.walk_dir(&key);
+                }
                 if triggered || Instant::now() >= next_round {
                     poller.logged_round();
                     next_round = Instant::now() + poller.spec.period;

@@ -40,6 +40,9 @@ pub struct Walk {
     max_depth: usize,
     /// Directories not entered because of the depth limit.
     pub too_deep: u64,
+    /// Keys of directories that could not be read (EACCES: a root-squashed
+    /// NFS share), in key order: what is below them is unknown, not gone.
+    unreadable: Vec<Vec<u8>>,
 }
 
 /// The names in `dir` (without `.`, `..` and storgate's temporaries), sorted.
@@ -82,7 +85,19 @@ impl Walk {
             stack: vec![level(dir, prefix)?],
             max_depth: MAX_DEPTH,
             too_deep: 0,
+            unreadable: Vec::new(),
         })
+    }
+
+    /// Whether `key` lies below a directory the walk could not read.
+    pub fn covers_unreadable(&self, key: &[u8]) -> bool {
+        self.unreadable
+            .iter()
+            .any(|d| key.len() > d.len() && key.starts_with(d) && key[d.len()] == b'/')
+    }
+
+    pub fn unreadable_count(&self) -> u64 {
+        self.unreadable.len() as u64
     }
 
     /// The same walk with another depth limit.
@@ -115,16 +130,28 @@ impl Walk {
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth >= self.max_depth {
                 self.too_deep += 1;
             } else if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                match Dir::openat(top.dir.as_fd(), name.as_c_str(), DIR_FLAGS, Mode::empty()) {
-                    Ok(dir) => {
-                        let mut prefix = key.clone();
-                        prefix.push(b'/');
-                        self.stack.push(level(dir, prefix)?);
+                let opened =
+                    Dir::openat(top.dir.as_fd(), name.as_c_str(), DIR_FLAGS, Mode::empty())
+                        .map_err(crate::error::Errno::from)
+                        .and_then(|dir| {
+                            let mut prefix = key.clone();
+                            prefix.push(b'/');
+                            level(dir, prefix)
+                        });
+                match opened {
+                    Ok(l) => self.stack.push(l),
+                    Err(e)
+                        if e == crate::error::Errno::EACCES || e == crate::error::Errno::EPERM =>
+                    {
+                        self.unreadable.push(key.clone());
                     }
                     // Replaced by a file or a symlink since the stat, or gone:
                     // the next round sees what it became.
-                    Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e)
+                        if e == crate::error::Errno::ENOENT
+                            || e == crate::error::Errno::ENOTDIR
+                            || e == crate::error::Errno(libc::ELOOP) => {}
+                    Err(e) => return Err(e),
                 }
             }
             return Ok(Some((key, st)));

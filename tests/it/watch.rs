@@ -441,15 +441,16 @@ fn a_directory_moved_into_a_notify_origin_fires_every_file_inside() {
         }
     }
     fs::create_dir_all(&origin).unwrap();
-    // A periodic reconcile would find the files too, but not within the
-    // deadline with this interval: only the walk of the moved-in tree can.
+    // The walked files fire once settled (mtime 2 s old); the periodic
+    // reconcile (every 10 intervals, at least 300 s) comes far later: only
+    // the walk of the moved-in tree can fire them within the deadline.
     let cfg = watch_config(
         &outer.path().join("state"),
         &srv,
         vec![watched(
             "/in",
             &origin,
-            json!({"mode": "notify", "intervalSeconds": NO_PERIODIC_RECONCILE}),
+            json!({"mode": "notify", "intervalSeconds": 2}),
         )],
     );
     let m = start(&cfg);

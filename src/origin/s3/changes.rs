@@ -14,6 +14,28 @@ use super::client::ObjectMeta;
 use super::origin::{S3Origin, runtime};
 use crate::origin::{ChangeLog, OriginResult};
 
+/// A write of this process in progress ([`S3Origin::writing_now`]).
+pub(crate) struct InFlight<'a> {
+    origin: &'a S3Origin,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .origin
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// The `st_dev` of an S3 identity (no device has it: "S3" in ASCII).
 const S3_DEV: u64 = 0x5333_0000_0000_5333;
 
@@ -54,9 +76,31 @@ impl S3Origin {
         }
     }
 
-    /// Whether a file open through this process will (re)write `key`.
+    /// Whether a file open through this process will (re)write `key`, or
+    /// a request of this process is writing it right now.
     pub fn writing(&self, key: &str) -> bool {
         self.writer(key).is_some()
+            || self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(key)
+    }
+
+    /// Marks `key` as being written by this process until the guard goes:
+    /// a poll round listing it between the response and [`Self::own_wrote`]
+    /// must not take it for someone else's.
+    pub(crate) fn writing_now(&self, key: &str) -> InFlight<'_> {
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_insert(0) += 1;
+        InFlight {
+            origin: self,
+            key: key.to_string(),
+        }
     }
 
     /// The full key of a key relative to the origin root.

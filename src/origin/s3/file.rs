@@ -382,6 +382,7 @@ impl Staged {
             st.attrs
         };
         let client = self.origin.client.clone();
+        let _writing = self.origin.writing_now(&self.key);
         let result = super::origin::runtime().block_on(client.upload_file(
             &self.key,
             &self.path,

@@ -67,6 +67,8 @@ pub struct S3Origin {
     index_log: Mutex<Option<std::fs::File>>,
     /// Where this process's own writes and deletes are recorded.
     pub(super) changes: std::sync::OnceLock<Arc<dyn crate::origin::ChangeLog>>,
+    /// Keys this process is writing by one request right now (count).
+    pub(super) in_flight: Mutex<HashMap<String, u32>>,
 }
 
 /// One line of the attribute index log.
@@ -197,6 +199,7 @@ impl S3Origin {
             mounted_at: meta::now(),
             index_log: Mutex::new(index_log),
             changes: std::sync::OnceLock::new(),
+            in_flight: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -596,6 +599,7 @@ impl S3Origin {
         self.require_absent(rel)?;
         let marker = format!("{}/", self.key(rel)?);
         let attrs = Attrs::new(libc::S_IFDIR | (mode & 0o7777));
+        let _writing = self.writing_now(&marker);
         let etag = self.run(self.client.put_bytes(&marker, Vec::new(), &attrs.to_user()))?;
         self.own_wrote(&marker, &etag);
         self.remember_attrs(&marker, &etag, attrs);
@@ -654,6 +658,7 @@ impl S3Origin {
         let key = self.key(rel)?;
         let attrs = Attrs::new(libc::S_IFLNK | 0o777);
         let body = target.as_encoded_bytes().to_vec();
+        let _writing = self.writing_now(&key);
         let etag = self.run(self.client.put_bytes(&key, body, &attrs.to_user()))?;
         self.own_wrote(&key, &etag);
         self.remember_attrs(&key, &etag, attrs);
@@ -702,6 +707,7 @@ impl S3Origin {
         if let Some(w) = self.writer(&from_key) {
             w.upload_now()?;
         }
+        let _writing = self.writing_now(&to_key);
         let etag = self.run(self.client.copy(&from_key, &to_key, None))?;
         self.own_wrote(&to_key, &etag);
         self.remember_attrs(&to_key, &etag, attrs);
@@ -733,6 +739,7 @@ impl S3Origin {
             Found::Dir(mut attrs) => {
                 change(&mut attrs);
                 let marker = format!("{key}/");
+                let _writing = self.writing_now(&marker);
                 let etag =
                     self.run(self.client.put_bytes(&marker, Vec::new(), &attrs.to_user()))?;
                 self.own_wrote(&marker, &etag);
@@ -740,6 +747,7 @@ impl S3Origin {
             }
             Found::File { mut attrs, .. } => {
                 change(&mut attrs);
+                let _writing = self.writing_now(&key);
                 let etag = self.run(self.client.copy(&key, &key, Some(&attrs.to_user())))?;
                 self.own_wrote(&key, &etag);
                 self.remember_attrs(&key, &etag, attrs);
@@ -787,6 +795,7 @@ impl S3Origin {
                     attrs
                 }
             };
+            let _writing = self.writing_now(&key);
             let etag = self.run(self.client.put_bytes(&key, Vec::new(), &attrs.to_user()))?;
             self.own_wrote(&key, &etag);
             self.remember_attrs(&key, &etag, attrs);
