@@ -62,7 +62,7 @@ impl Engine {
 
     /// One entry inotify reported: onPut unless it is storgate's own or
     /// was fired in this very state already (a new directory's walk).
-    fn found_put(&self, abs: &Path, st: &libc::stat) {
+    fn found_put(&self, abs: &Path, st: &libc::stat, paths: &[(usize, Vec<OsString>)]) {
         if self.seen_put(abs, st) {
             return;
         }
@@ -70,9 +70,9 @@ impl Engine {
         if self.self_changes().is_own_put(abs, Some(st)) {
             return;
         }
-        for (b, path) in self.bucket_paths(abs) {
-            if self.timing(b, Ev::Put).is_some() {
-                self.post(b, Ev::Put, &path, st);
+        for (b, path) in paths {
+            if self.timing(*b, Ev::Put).is_some() {
+                self.post(*b, Ev::Put, path, st);
             }
         }
     }
@@ -111,7 +111,8 @@ impl Engine {
         // The watcher also serves the kernel caches of polled origins; their
         // changes are the pollers' (and their own-change records theirs to
         // consume).
-        if self.bucket_paths(abs).is_empty() {
+        let paths = self.bucket_paths(abs);
+        if paths.is_empty() {
             return;
         }
         if abs
@@ -126,7 +127,7 @@ impl Engine {
                 let st = self.lstat_watched(abs);
                 // Gone again already: nothing to process.
                 let Some(st) = st else { return };
-                self.found_put(abs, &st);
+                self.found_put(abs, &st, &paths);
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     self.walk_new_dir(abs);
                 }
@@ -137,9 +138,9 @@ impl Engine {
                     return;
                 }
                 let st = gone_stat(dir);
-                for (b, path) in self.bucket_paths(abs) {
-                    if self.timing(b, Ev::Delete).is_some() {
-                        self.post(b, Ev::Delete, &path, &st);
+                for (b, path) in &paths {
+                    if self.timing(*b, Ev::Delete).is_some() {
+                        self.post(*b, Ev::Delete, path, &st);
                     }
                 }
             }

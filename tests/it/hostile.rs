@@ -39,24 +39,6 @@ const NOBODY: u32 = 65534;
 
 // ------------------------------------------------------------ helpers ----
 
-/// `program args…` as `nobody` (no supplementary groups, a clean
-/// environment: nothing of root's, like its pyenv, is reachable).
-fn as_nobody(program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        program,
-    ])
-    .env_clear()
-    .current_dir("/")
-    .env("PATH", "/usr/bin:/bin")
-    .env("LC_ALL", "C.UTF-8");
-    c
-}
-
 fn show(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",

@@ -18,7 +18,6 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -30,21 +29,8 @@ const NOBODY: u32 = 65534;
 /// `python3 -c script args…` as `nobody` (clean environment); asserts exit 0.
 #[track_caller]
 fn nobody_py(script: &str, args: &[&Path]) {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        script,
-    ])
-    .args(args)
-    .env_clear()
-    .current_dir("/")
-    .env("PATH", "/usr/bin:/bin")
-    .env("LC_ALL", "C.UTF-8");
+    let mut c = as_nobody("/usr/bin/python3");
+    c.arg("-c").arg(script).args(args);
     let o = run_timeout(&mut c, Duration::from_secs(120));
     assert!(
         o.status.success(),

@@ -922,6 +922,24 @@ fn start_watchdog(pid: u32, mnt: PathBuf) -> (mpsc::Sender<()>, thread::JoinHand
     });
     (tx, h)
 }
+/// `program args…` as `nobody` (no supplementary groups, a clean
+/// environment: nothing of root's, like its pyenv, is reachable).
+pub fn as_nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ])
+    .env_clear()
+    .current_dir("/")
+    .env("PATH", "/usr/bin:/bin")
+    .env("LC_ALL", "C.UTF-8");
+    c
+}
+
 pub mod bindfs;
 pub mod cpu;
 pub mod http;
