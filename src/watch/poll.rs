@@ -379,7 +379,10 @@ impl Poller {
 
     fn vanished(&mut self, r: &Record, stats: &mut RoundStats) {
         self.pending.remove(&r.key);
-        if !r.fired && !r.before {
+        // A re-check since the last round may have fired it (the snapshot
+        // still says pending).
+        let refired = self.fired_between.remove(&r.key).is_some();
+        if !r.fired && !r.before && !refired {
             // Never fired: whoever put it there and took it away again did
             // not leave a file to process.
             return;
@@ -930,6 +933,17 @@ mod tests {
         assert_eq!(rec.take().0, ["before"]);
         p.round().expect("round");
         assert_eq!(rec.take(), (vec![], vec![]), "fired once");
+
+        // Fired by a re-check, then deleted before the next round: the
+        // snapshot still says pending, the delete fires all the same.
+        old_file(&o.path().join("before"), b"changed again");
+        p.round().expect("round");
+        p.pending.values_mut().for_each(|w| w.due = Instant::now());
+        assert_eq!(p.recheck_due(), 1);
+        assert_eq!(rec.take().0, ["before"]);
+        std::fs::remove_file(o.path().join("before")).expect("rm");
+        p.round().expect("round");
+        assert_eq!(rec.take(), (vec![], vec!["before".to_string()]));
 
         std::fs::remove_file(o.path().join("d/new")).expect("rm");
         p.round().expect("round");
